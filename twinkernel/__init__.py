@@ -1,0 +1,1 @@
+"""twinkernel: compiled-kernel digital twins."""

@@ -1,0 +1,22 @@
+"""Numba kernels: pure functions of arrays and scalars (no Python objects, logging, config or I/O).
+
+Importing this package pins numba's threading layer to one that is safe for concurrent calls from several
+Python threads (``omp`` or ``tbb``); numba's ``workqueue`` layer aborts the process in that case.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numba
+
+_SAFE_LAYERS = ("threadsafe", "omp", "tbb", "safe")
+_requested = os.environ.get("NUMBA_THREADING_LAYER", "").strip().lower()
+if _requested not in _SAFE_LAYERS:
+    # "default" or "workqueue" (or nothing): choose a layer that tolerates concurrent callers.
+    numba.config.THREADING_LAYER = "threadsafe"
+
+KERNEL_VERSION = "1"
+"""Bumped whenever a kernel's numerical output changes (part of every cache key)."""
+
+__all__ = ["KERNEL_VERSION"]
