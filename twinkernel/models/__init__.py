@@ -1,0 +1,34 @@
+"""Pydantic models at the API boundary."""
+
+from .enums import (
+    ADOPTION_STAGES,
+    FidelityGrade,
+    InterventionType,
+    SimulationRecommendation,
+    SimulationStatus,
+    TwinType,
+)
+from .fidelity import FidelityRecord, grade_for_error
+from .intervention import InterventionConfig, PopulationFilter
+from .result import SEGMENT_DIMENSIONS, EffectHeterogeneity, SegmentEffect, SimulationResult
+from .request import SimulationRequest
+from .twin import DigitalTwin
+
+__all__ = [
+    "ADOPTION_STAGES",
+    "SEGMENT_DIMENSIONS",
+    "DigitalTwin",
+    "EffectHeterogeneity",
+    "FidelityGrade",
+    "FidelityRecord",
+    "InterventionConfig",
+    "InterventionType",
+    "PopulationFilter",
+    "SegmentEffect",
+    "SimulationRecommendation",
+    "SimulationRequest",
+    "SimulationResult",
+    "SimulationStatus",
+    "TwinType",
+    "grade_for_error",
+]

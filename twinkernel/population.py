@@ -1,0 +1,386 @@
+"""TwinPopulation: one Polars frame of twins, encoded once for the kernels.
+
+A population holds ``frame`` (one row per twin) plus NumPy views the kernels read: numeric columns as
+contiguous arrays and categorical columns as small integer codes. Missing values get the documented
+defaults from the configuration and are remembered per twin (a bit mask), so every simulation can report
+how many of its twins relied on a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from .config import TwinkernelConfig, get_config
+from .models import ADOPTION_STAGES, DigitalTwin, PopulationFilter, TwinType
+
+__all__ = ["DEFAULTED_BITS", "KernelColumns", "TwinPopulation"]
+
+ADOPTION_CATEGORIES: tuple[str, ...] = (*ADOPTION_STAGES, "other")
+"""Adoption stage codes: the five known stages, then ``other`` for any unrecognised value."""
+ADOPTION_OTHER_CODE = len(ADOPTION_STAGES)
+
+_FLOAT_COLUMNS = ("digital_engagement_score", "peer_influence_score", "baseline_propensity", "baseline_outcome")
+_INT_COLUMNS = {"decile": pl.Int16, "priority_tier": pl.Int8}
+_CATEGORY_COLUMNS = ("specialty", "region", "preferred_channel")
+DEFAULTED_BITS: dict[str, int] = {
+    name: 1 << i
+    for i, name in enumerate(
+        (
+            "decile",
+            "digital_engagement_score",
+            "adoption_stage",
+            "priority_tier",
+            "peer_influence_score",
+            "baseline_propensity",
+            "baseline_outcome",
+            "specialty",
+            "region",
+            "preferred_channel",
+        )
+    )
+}
+"""Bit set in the per-twin mask when that column's value was missing and took its default."""
+
+
+@dataclass(frozen=True)
+class KernelColumns:
+    """Contiguous arrays handed to the kernels (read-only views where Polars allows)."""
+
+    decile: np.ndarray  # int16, raw (kernels clamp)
+    engagement: np.ndarray  # float64, raw
+    adoption: np.ndarray  # uint8 codes into ADOPTION_CATEGORIES
+    tier: np.ndarray  # int8, raw
+    peer: np.ndarray  # float64, raw
+    propensity: np.ndarray  # float64, raw
+    baseline: np.ndarray  # float64
+    specialty: np.ndarray  # integer codes into specialty_labels
+    region: np.ndarray  # integer codes into region_labels
+    channel: np.ndarray  # integer codes into channel_labels
+    specialty_labels: tuple[str, ...]
+    region_labels: tuple[str, ...]
+    channel_labels: tuple[str, ...]
+    defaulted: np.ndarray  # uint16 bit mask per twin, see DEFAULTED_BITS
+    segment_codes: tuple[np.ndarray, ...]  # uint8 codes for (specialty, decile, region, adoption_stage)
+    segment_labels: tuple[tuple[str, ...], ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(
+            a.nbytes
+            for a in (self.decile, self.engagement, self.adoption, self.tier, self.peer, self.propensity)
+        )
+
+
+def _as_numpy(s: pl.Series) -> np.ndarray:
+    return s.rechunk().to_numpy()
+
+
+def _enum_from_strings(s: pl.Series, default: str, forced: Sequence[str] | None = None) -> pl.Series:
+    """Encode a column as a polars Enum; nulls take ``default``.
+
+    With ``forced`` the categories are fixed (stable codes across frames) and any value outside them
+    becomes ``"other"``; otherwise the categories are the sorted distinct values.
+    """
+    if s.dtype == pl.Enum and forced is None and s.null_count() == 0:
+        return s
+    strings = s.cast(pl.String).fill_null(default)
+    if forced is not None:
+        strings = strings.replace_strict({k: k for k in forced}, default="other", return_dtype=pl.String)
+        return strings.cast(pl.Enum(list(forced)))
+    return strings.cast(pl.Enum(sorted(strings.unique().to_list())))
+
+
+class TwinPopulation:
+    """A population of twins held as one Polars frame.
+
+    Parameters
+    ----------
+    frame
+        One row per twin. Recognised columns (any may be missing; missing values take the defaults in
+        ``simulation.missing_value_defaults`` and are counted): ``twin_id``, ``specialty``, ``decile``,
+        ``region``, ``digital_engagement_score``, ``adoption_stage``, ``priority_tier``,
+        ``peer_influence_score``, ``preferred_channel``, ``baseline_outcome``, ``baseline_propensity``.
+        Other columns are kept as they are.
+    twin_type
+        A :class:`~twinkernel.models.TwinType` or its string value.
+    brand
+        Free text (``"Kisqali"``).
+    model_id
+        The twin model that produced the population (part of cache keys).
+    outcome_residual_sd
+        Residual standard deviation of the outcome model, used for power analysis.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> pop = TwinPopulation.from_frame(pl.DataFrame({"decile": [1, 5, 10]}), brand="Kisqali")
+    >>> pop.n, pop.frame["specialty"].to_list()
+    (3, ['unknown', 'unknown', 'unknown'])
+    """
+
+    def __init__(
+        self,
+        frame: pl.DataFrame,
+        twin_type: TwinType | str = TwinType.HCP,
+        brand: str | None = None,
+        model_id: str | None = None,
+        outcome_residual_sd: float | None = None,
+        config: TwinkernelConfig | None = None,
+    ) -> None:
+        if not isinstance(frame, pl.DataFrame):
+            raise TypeError(f"`frame` must be a polars DataFrame; got {type(frame).__name__}")
+        self.twin_type = TwinType(twin_type)
+        self.brand = brand
+        self.model_id = model_id
+        if outcome_residual_sd is not None and not (np.isfinite(outcome_residual_sd) and outcome_residual_sd >= 0):
+            raise ValueError(f"`outcome_residual_sd` must be a finite number >= 0; got {outcome_residual_sd}")
+        self.outcome_residual_sd = outcome_residual_sd
+        self._config = config or get_config()
+        self.frame, self._columns = self._normalise(frame)
+        self._fingerprint: str | None = None
+
+    # --- construction ------------------------------------------------------------------------------------
+    @classmethod
+    def from_frame(
+        cls,
+        df: Any,
+        twin_type: TwinType | str = TwinType.HCP,
+        brand: str | None = None,
+        model_id: str | None = None,
+        outcome_residual_sd: float | None = None,
+        config: TwinkernelConfig | None = None,
+    ) -> TwinPopulation:
+        """Build from a Polars or pandas DataFrame."""
+        if isinstance(df, pl.DataFrame):
+            frame = df
+        elif type(df).__module__.startswith("pandas"):
+            frame = pl.from_pandas(df)
+        else:
+            raise TypeError(f"`df` must be a polars or pandas DataFrame; got {type(df).__name__}")
+        return cls(frame, twin_type, brand, model_id, outcome_residual_sd, config)
+
+    @classmethod
+    def from_numpy(cls, columns: Mapping[str, Any], **kwargs: Any) -> TwinPopulation:
+        """Build from a mapping of column name to 1-D array (all the same length)."""
+        lengths = {name: len(v) for name, v in columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"all columns must have the same length; got {lengths}")
+        return cls(pl.DataFrame({k: np.asarray(v) for k, v in columns.items()}), **kwargs)
+
+    @classmethod
+    def from_twins(cls, twins: Iterable[DigitalTwin], **kwargs: Any) -> TwinPopulation:
+        """Convert a list of :class:`DigitalTwin` records once into a columnar population."""
+        rows = []
+        for t in twins:
+            rows.append(
+                {
+                    **t.features,
+                    "twin_id": str(t.twin_id),
+                    "baseline_outcome": t.baseline_outcome,
+                    "baseline_propensity": t.baseline_propensity,
+                }
+            )
+        if not rows:
+            return cls(pl.DataFrame({"twin_id": pl.Series([], dtype=pl.String)}), **kwargs)
+        return cls(pl.DataFrame(rows, infer_schema_length=None), **kwargs)
+
+    def _normalise(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, KernelColumns]:
+        defaults = self._config.simulation.missing_value_defaults
+        n = frame.height
+        defaulted = np.zeros(n, dtype=np.uint16)
+        cols: dict[str, pl.Series] = {}
+
+        if "twin_id" in frame.columns:
+            cols["twin_id"] = frame["twin_id"]
+        else:
+            cols["twin_id"] = pl.Series("twin_id", np.arange(n, dtype=np.int64))
+
+        def mark_nulls(name: str, s: pl.Series) -> None:
+            if s.null_count():
+                defaulted[_as_numpy(s.is_null())] |= DEFAULTED_BITS[name]
+
+        for name in _FLOAT_COLUMNS:
+            if name in frame.columns:
+                s = frame[name].cast(pl.Float64, strict=False)
+                s = s.fill_nan(None)
+            else:
+                s = pl.Series(name, [None] * n, dtype=pl.Float64) if n else pl.Series(name, [], dtype=pl.Float64)
+            mark_nulls(name, s)
+            cols[name] = s.fill_null(float(getattr(defaults, name))).alias(name)
+
+        for name, dtype in _INT_COLUMNS.items():
+            if name in frame.columns:
+                s = frame[name]
+                if s.dtype.is_float():
+                    s = s.fill_nan(None).round(0)
+                s = s.cast(dtype, strict=False)
+            else:
+                s = pl.Series(name, [None] * n, dtype=dtype)
+            mark_nulls(name, s)
+            cols[name] = s.fill_null(int(getattr(defaults, name))).alias(name)
+
+        for name in _CATEGORY_COLUMNS:
+            s = frame[name] if name in frame.columns else pl.Series(name, [None] * n, dtype=pl.String)
+            mark_nulls(name, s)
+            cols[name] = _enum_from_strings(s, getattr(defaults, name)).alias(name)
+
+        s = frame["adoption_stage"] if "adoption_stage" in frame.columns else pl.Series(
+            "adoption_stage", [None] * n, dtype=pl.String
+        )
+        mark_nulls("adoption_stage", s)
+        if s.dtype != pl.String and s.dtype != pl.Enum and s.dtype != pl.Categorical:
+            s = s.cast(pl.String)
+        if s.dtype == pl.Categorical or s.dtype == pl.Enum:
+            s = s.cast(pl.String)
+        s = s.str.strip_chars().str.to_lowercase()
+        cols["adoption_stage"] = _enum_from_strings(
+            s, defaults.adoption_stage, forced=ADOPTION_CATEGORIES
+        ).alias("adoption_stage")
+
+        ordered = ["twin_id", "specialty", "decile", "region", "digital_engagement_score", "adoption_stage",
+                   "priority_tier", "peer_influence_score", "preferred_channel", "baseline_outcome",
+                   "baseline_propensity"]
+        extra = [c for c in frame.columns if c not in cols]
+        out = pl.DataFrame([cols[c] for c in ordered] + [frame[c] for c in extra])
+
+        decile = _as_numpy(out["decile"])
+        eff = self._config.simulation.intervention_effects
+        decile_seg = (np.clip(decile, eff.decile.low, eff.decile.high) - eff.decile.low).astype(np.uint8)
+        spec = out["specialty"]
+        reg = out["region"]
+        chan = out["preferred_channel"]
+        adoption = _as_numpy(out["adoption_stage"].to_physical())
+        specialty_codes = _as_numpy(spec.to_physical())
+        region_codes = _as_numpy(reg.to_physical())
+        spec_labels = tuple(spec.dtype.categories.to_list())
+        reg_labels = tuple(reg.dtype.categories.to_list())
+        segment_codes = tuple(
+            c if c.dtype == np.uint8 else c.astype(np.uint8)
+            for c in (specialty_codes, decile_seg, region_codes, adoption)
+        ) if max(len(spec_labels), len(reg_labels)) <= 255 else tuple(
+            c.astype(np.uint32) for c in (specialty_codes, decile_seg, region_codes, adoption)
+        )
+        columns = KernelColumns(
+            decile=decile,
+            engagement=_as_numpy(out["digital_engagement_score"]),
+            adoption=adoption,
+            tier=_as_numpy(out["priority_tier"]),
+            peer=_as_numpy(out["peer_influence_score"]),
+            propensity=_as_numpy(out["baseline_propensity"]),
+            baseline=_as_numpy(out["baseline_outcome"]),
+            specialty=specialty_codes,
+            region=region_codes,
+            channel=_as_numpy(chan.to_physical()),
+            specialty_labels=spec_labels,
+            region_labels=reg_labels,
+            channel_labels=tuple(chan.dtype.categories.to_list()),
+            defaulted=defaulted,
+            segment_codes=segment_codes,
+            segment_labels=(
+                spec_labels,
+                tuple(str(d) for d in range(eff.decile.low, eff.decile.high + 1)),
+                reg_labels,
+                ADOPTION_CATEGORIES,
+            ),
+        )
+        return out, columns
+
+    # --- access ------------------------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        """Number of twins."""
+        return self.frame.height
+
+    def __len__(self) -> int:
+        return self.frame.height
+
+    @property
+    def kernel_columns(self) -> KernelColumns:
+        """The encoded arrays the kernels read."""
+        return self._columns
+
+    @property
+    def twin_ids(self) -> pl.Series:
+        return self.frame["twin_id"]
+
+    def __repr__(self) -> str:
+        return (
+            f"TwinPopulation(n={self.n}, twin_type={self.twin_type.value!r}, brand={self.brand!r}, "
+            f"model_id={self.model_id!r})"
+        )
+
+    # --- filtering ---------------------------------------------------------------------------------------
+    def mask(
+        self,
+        population_filter: PopulationFilter | None = None,
+        *,
+        target_deciles: Sequence[int] = (),
+        target_specialties: Sequence[str] = (),
+        target_regions: Sequence[str] = (),
+    ) -> np.ndarray | None:
+        """Vectorised selection mask, or ``None`` when nothing is restricted.
+
+        Deciles are compared after clamping to the valid range, as the kernels see them.
+        """
+        c = self._columns
+        f = population_filter or PopulationFilter()
+        eff = self._config.simulation.intervention_effects
+        m: np.ndarray | None = None
+
+        def combine(part: np.ndarray) -> None:
+            nonlocal m
+            m = part if m is None else (m & part)
+
+        def code_mask(codes: np.ndarray, labels: Sequence[str], wanted: Sequence[str]) -> np.ndarray:
+            index = {lab: i for i, lab in enumerate(labels)}
+            wanted_codes = [index[w] for w in wanted if w in index]
+            return np.isin(codes, np.asarray(wanted_codes, dtype=codes.dtype))
+
+        for wanted in (f.deciles, list(target_deciles)):
+            if wanted:
+                combine(np.isin(np.clip(c.decile, eff.decile.low, eff.decile.high), np.asarray(wanted)))
+        for wanted in (f.specialties, list(target_specialties)):
+            if wanted:
+                combine(code_mask(c.specialty, c.specialty_labels, wanted))
+        for wanted in (f.regions, list(target_regions)):
+            if wanted:
+                combine(code_mask(c.region, c.region_labels, wanted))
+        if f.adoption_stages:
+            combine(code_mask(c.adoption, ADOPTION_CATEGORIES, [s.lower() for s in f.adoption_stages]))
+        if f.min_baseline_outcome is not None:
+            combine(c.baseline >= f.min_baseline_outcome)
+        if f.max_baseline_outcome is not None:
+            combine(c.baseline <= f.max_baseline_outcome)
+        return m
+
+    def filter(self, population_filter: PopulationFilter) -> TwinPopulation:
+        """A new population holding only the twins the filter selects."""
+        m = self.mask(population_filter)
+        frame = self.frame if m is None else self.frame.filter(pl.Series(m))
+        return TwinPopulation(frame, self.twin_type, self.brand, self.model_id, self.outcome_residual_sd,
+                              self._config)
+
+    # --- identity ----------------------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """A stable hash of the population's content, type, brand and model id (hex, 32 chars)."""
+        if self._fingerprint is None:
+            h = hashlib.blake2b(digest_size=16)
+            h.update(f"{self.twin_type.value}|{self.brand}|{self.model_id}|{self.outcome_residual_sd}".encode())
+            for name in self.frame.columns:
+                s = self.frame[name]
+                h.update(f"|{name}:{s.dtype}".encode())
+                if s.dtype == pl.Enum:
+                    h.update("\x1f".join(s.dtype.categories.to_list()).encode())
+                    h.update(np.ascontiguousarray(_as_numpy(s.to_physical())).tobytes())
+                elif s.dtype.is_numeric() and s.null_count() == 0:
+                    h.update(np.ascontiguousarray(_as_numpy(s)).tobytes())
+                else:
+                    h.update(_as_numpy(s.hash(seed=0x7417)).tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
