@@ -25,7 +25,12 @@ ADOPTION_CATEGORIES: tuple[str, ...] = (*ADOPTION_STAGES, "other")
 """Adoption stage codes: the five known stages, then ``other`` for any unrecognised value."""
 ADOPTION_OTHER_CODE = len(ADOPTION_STAGES)
 
-_FLOAT_COLUMNS = ("digital_engagement_score", "peer_influence_score", "baseline_propensity", "baseline_outcome")
+_FLOAT_COLUMNS = (
+    "digital_engagement_score",
+    "peer_influence_score",
+    "baseline_propensity",
+    "baseline_outcome",
+)
 _INT_COLUMNS = {"decile": pl.Int16, "priority_tier": pl.Int8}
 _CATEGORY_COLUMNS = ("specialty", "region", "preferred_channel")
 DEFAULTED_BITS: dict[str, int] = {
@@ -138,12 +143,15 @@ class TwinPopulation:
         self.twin_type = TwinType(twin_type)
         self.brand = brand
         self.model_id = model_id
-        if outcome_residual_sd is not None and not (np.isfinite(outcome_residual_sd) and outcome_residual_sd >= 0):
+        if outcome_residual_sd is not None and not (
+            np.isfinite(outcome_residual_sd) and outcome_residual_sd >= 0
+        ):
             raise ValueError(f"`outcome_residual_sd` must be a finite number >= 0; got {outcome_residual_sd}")
         self.outcome_residual_sd = outcome_residual_sd
         self._config = config or get_config()
         self.frame, self._columns = self._normalise(frame)
         self._fingerprint: str | None = None
+        self._has_defaults: bool | None = None
 
     # --- construction ------------------------------------------------------------------------------------
     @classmethod
@@ -210,7 +218,11 @@ class TwinPopulation:
                 s = frame[name].cast(pl.Float64, strict=False)
                 s = s.fill_nan(None)
             else:
-                s = pl.Series(name, [None] * n, dtype=pl.Float64) if n else pl.Series(name, [], dtype=pl.Float64)
+                s = (
+                    pl.Series(name, [None] * n, dtype=pl.Float64)
+                    if n
+                    else pl.Series(name, [], dtype=pl.Float64)
+                )
             mark_nulls(name, s)
             cols[name] = s.fill_null(float(getattr(defaults, name))).alias(name)
 
@@ -230,8 +242,10 @@ class TwinPopulation:
             mark_nulls(name, s)
             cols[name] = _enum_from_strings(s, getattr(defaults, name)).alias(name)
 
-        s = frame["adoption_stage"] if "adoption_stage" in frame.columns else pl.Series(
-            "adoption_stage", [None] * n, dtype=pl.String
+        s = (
+            frame["adoption_stage"]
+            if "adoption_stage" in frame.columns
+            else pl.Series("adoption_stage", [None] * n, dtype=pl.String)
         )
         mark_nulls("adoption_stage", s)
         if s.dtype != pl.String and s.dtype != pl.Enum and s.dtype != pl.Categorical:
@@ -243,9 +257,19 @@ class TwinPopulation:
             s, defaults.adoption_stage, forced=ADOPTION_CATEGORIES
         ).alias("adoption_stage")
 
-        ordered = ["twin_id", "specialty", "decile", "region", "digital_engagement_score", "adoption_stage",
-                   "priority_tier", "peer_influence_score", "preferred_channel", "baseline_outcome",
-                   "baseline_propensity"]
+        ordered = [
+            "twin_id",
+            "specialty",
+            "decile",
+            "region",
+            "digital_engagement_score",
+            "adoption_stage",
+            "priority_tier",
+            "peer_influence_score",
+            "preferred_channel",
+            "baseline_outcome",
+            "baseline_propensity",
+        ]
         extra = [c for c in frame.columns if c not in cols]
         out = pl.DataFrame([cols[c] for c in ordered] + [frame[c] for c in extra])
 
@@ -260,12 +284,17 @@ class TwinPopulation:
         region_codes = _as_numpy(reg.to_physical())
         spec_labels = tuple(spec.dtype.categories.to_list())
         reg_labels = tuple(reg.dtype.categories.to_list())
-        segment_codes = tuple(
-            c if c.dtype == np.uint8 else c.astype(np.uint8)
-            for c in (specialty_codes, decile_seg, region_codes, adoption)
-        ) if max(len(spec_labels), len(reg_labels)) <= 255 else tuple(
-            c.astype(np.uint32) for c in (specialty_codes, decile_seg, region_codes, adoption)
+        segment_codes = (
+            tuple(
+                c if c.dtype == np.uint8 else c.astype(np.uint8)
+                for c in (specialty_codes, decile_seg, region_codes, adoption)
+            )
+            if max(len(spec_labels), len(reg_labels)) <= 255
+            else tuple(c.astype(np.uint32) for c in (specialty_codes, decile_seg, region_codes, adoption))
         )
+        for arr in segment_codes:
+            arr.setflags(write=False)  # one numba specialisation (read-only) for every code tuple
+        defaulted.setflags(write=False)
         columns = KernelColumns(
             decile=decile,
             engagement=_as_numpy(out["digital_engagement_score"]),
@@ -299,6 +328,13 @@ class TwinPopulation:
 
     def __len__(self) -> int:
         return self.frame.height
+
+    @property
+    def has_defaults(self) -> bool:
+        """True when any twin took a default for a missing value."""
+        if self._has_defaults is None:
+            self._has_defaults = bool(self._columns.defaulted.any())
+        return self._has_defaults
 
     @property
     def kernel_columns(self) -> KernelColumns:
@@ -363,15 +399,18 @@ class TwinPopulation:
         """A new population holding only the twins the filter selects."""
         m = self.mask(population_filter)
         frame = self.frame if m is None else self.frame.filter(pl.Series(m))
-        return TwinPopulation(frame, self.twin_type, self.brand, self.model_id, self.outcome_residual_sd,
-                              self._config)
+        return TwinPopulation(
+            frame, self.twin_type, self.brand, self.model_id, self.outcome_residual_sd, self._config
+        )
 
     # --- identity ----------------------------------------------------------------------------------------
     def fingerprint(self) -> str:
         """A stable hash of the population's content, type, brand and model id (hex, 32 chars)."""
         if self._fingerprint is None:
             h = hashlib.blake2b(digest_size=16)
-            h.update(f"{self.twin_type.value}|{self.brand}|{self.model_id}|{self.outcome_residual_sd}".encode())
+            h.update(
+                f"{self.twin_type.value}|{self.brand}|{self.model_id}|{self.outcome_residual_sd}".encode()
+            )
             for name in self.frame.columns:
                 s = self.frame[name]
                 h.update(f"|{name}:{s.dtype}".encode())

@@ -10,8 +10,8 @@ from .enums import (
 )
 from .fidelity import FidelityRecord, grade_for_error
 from .intervention import InterventionConfig, PopulationFilter
-from .result import SEGMENT_DIMENSIONS, EffectHeterogeneity, SegmentEffect, SimulationResult
 from .request import SimulationRequest
+from .result import SEGMENT_DIMENSIONS, EffectHeterogeneity, SegmentEffect, SimulationResult
 from .twin import DigitalTwin
 
 __all__ = [

@@ -47,5 +47,11 @@ class InterventionType(StrEnum):
     DIGITAL_ENGAGEMENT = "digital_engagement"
 
 
-ADOPTION_STAGES: tuple[str, ...] = ("innovator", "early_adopter", "early_majority", "late_majority", "laggard")
+ADOPTION_STAGES: tuple[str, ...] = (
+    "innovator",
+    "early_adopter",
+    "early_majority",
+    "late_majority",
+    "laggard",
+)
 """Known adoption stages, in diffusion order. Any other value is coded as ``other`` (multiplier 1.0)."""

@@ -12,7 +12,9 @@ from .enums import FidelityGrade
 __all__ = ["FidelityRecord", "grade_for_error"]
 
 
-def grade_for_error(abs_error: float, excellent_below: float, good_below: float, fair_below: float) -> FidelityGrade:
+def grade_for_error(
+    abs_error: float, excellent_below: float, good_below: float, fair_below: float
+) -> FidelityGrade:
     """Grade an absolute relative prediction error (0 is a value: it is EXCELLENT)."""
     if abs_error < excellent_below:
         return FidelityGrade.EXCELLENT

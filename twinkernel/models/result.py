@@ -20,7 +20,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-SegmentEffect = dict[str, float]
+SegmentEffect = dict[str, float | int]
 """One segment's statistics: ``ate``, ``std``, ``n`` and, when computed, ``ci_lower`` and ``ci_upper``."""
 
 

@@ -1,0 +1,270 @@
+"""Individual treatment effects: the effect-modifier kernel and its trace variant.
+
+For twin ``i`` (a row of the population) and one intervention::
+
+    effect_i = base * decile_m * engagement_m * adoption_m * intensity * duration * channel * tier_m
+               * propensity_m * peer_gate + noise_sd * z(seed, STREAM_EFFECT_NOISE, i)
+
+clamped to ``[-cap, cap]``. A twin whose peer gate is 0 (peer-influence activation below the threshold)
+gets exactly 0, without noise. Scalars that are the same for every twin arrive in ``params`` (indices
+``P_*``); per-category multipliers arrive as small lookup arrays. Counters of clamped inputs are returned
+per chunk (``C_*`` columns) so the caller can report data quality.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ._rng import STREAM_EFFECT_NOISE, key_for, standard_normal
+
+# --- parameter vector layout -----------------------------------------------------------------------------
+P_BASE = 0
+P_NOISE_SD = 1
+P_INTENSITY = 2
+P_DURATION = 3
+P_CHANNEL = 4
+P_PEER_THRESHOLD = 5  # < 0 disables the peer gate
+P_USE_TIER = 6  # 1.0 applies the priority-tier multiplier
+P_CAP = 7
+P_DECILE_INTERCEPT = 8
+P_DECILE_SLOPE = 9
+P_DECILE_LOW = 10
+P_DECILE_HIGH = 11
+P_ENGAGEMENT_INTERCEPT = 12
+P_ENGAGEMENT_SLOPE = 13
+P_PROPENSITY_INTERCEPT = 14
+P_PROPENSITY_SLOPE = 15
+N_PARAMS = 16
+
+# --- counters ------------------------------------------------------------------------------------------
+C_DECILE_CLAMPED = 0
+C_ENGAGEMENT_CLAMPED = 1
+C_ADOPTION_UNRECOGNISED = 2
+C_TIER_CLAMPED = 3
+C_PEER_CLAMPED = 4
+C_PROPENSITY_CLAMPED = 5
+C_EFFECT_CAPPED = 6
+C_PEER_GATED = 7
+N_COUNTERS = 8
+COUNTER_NAMES = (
+    "decile_clamped",
+    "engagement_clamped",
+    "adoption_unrecognised",
+    "tier_clamped",
+    "peer_clamped",
+    "propensity_clamped",
+    "effect_capped",
+    "below_peer_threshold",
+)
+
+# --- trace matrix columns ------------------------------------------------------------------------------
+MODIFIER_NAMES = (
+    "decile",
+    "engagement",
+    "adoption",
+    "intensity",
+    "duration",
+    "channel",
+    "tier",
+    "propensity",
+    "peer_gate",
+    "total",
+    "base_effect",
+    "noise",
+    "effect",
+)
+N_MODIFIERS = len(MODIFIER_NAMES)
+
+
+@njit(inline="always", cache=True)
+def _clamp(x, lo, hi):
+    if x < lo:
+        return lo, True
+    if x > hi:
+        return hi, True
+    return x, False
+
+
+@njit(inline="always", cache=True)
+def _twin_effect(
+    i,
+    decile,
+    engagement,
+    adoption,
+    tier,
+    peer,
+    propensity,
+    params,
+    adoption_mult,
+    tier_mult,
+    key,
+    mods,
+    flags,
+):
+    """Compute one twin's modifiers into ``mods`` (length N_MODIFIERS) and clamp flags into ``flags``."""
+    d, fd = _clamp(np.float64(decile[i]), params[P_DECILE_LOW], params[P_DECILE_HIGH])
+    m_decile = params[P_DECILE_INTERCEPT] - params[P_DECILE_SLOPE] * (d - params[P_DECILE_LOW])
+    e, fe = _clamp(engagement[i], 0.0, 1.0)
+    m_eng = params[P_ENGAGEMENT_INTERCEPT] + params[P_ENGAGEMENT_SLOPE] * e
+    a = np.int64(adoption[i])
+    fa = a >= adoption_mult.shape[0] - 1
+    if a >= adoption_mult.shape[0]:
+        a = adoption_mult.shape[0] - 1
+    m_adopt = adoption_mult[a]
+    m_tier = 1.0
+    t, ft = _clamp(np.float64(tier[i]), 1.0, 5.0)
+    if params[P_USE_TIER] > 0.5:
+        m_tier = tier_mult[np.int64(t)]
+    else:
+        ft = False
+    p, fp = _clamp(propensity[i], 0.0, 1.0)
+    m_prop = params[P_PROPENSITY_INTERCEPT] + params[P_PROPENSITY_SLOPE] * p
+    gate = 1.0
+    fpeer = False
+    gated = False
+    if params[P_PEER_THRESHOLD] >= 0.0:
+        q, fpeer = _clamp(peer[i], 0.0, 1.0)
+        if q < params[P_PEER_THRESHOLD]:
+            gate = 0.0
+            gated = True
+    total = (
+        m_decile
+        * m_eng
+        * m_adopt
+        * params[P_INTENSITY]
+        * params[P_DURATION]
+        * params[P_CHANNEL]
+        * m_tier
+        * m_prop
+        * gate
+    )
+    noise = 0.0
+    if not gated:
+        noise = params[P_NOISE_SD] * standard_normal(key, i)
+    effect = params[P_BASE] * total + noise
+    effect, fc = _clamp(effect, -params[P_CAP], params[P_CAP])
+    mods[0] = m_decile
+    mods[1] = m_eng
+    mods[2] = m_adopt
+    mods[3] = params[P_INTENSITY]
+    mods[4] = params[P_DURATION]
+    mods[5] = params[P_CHANNEL]
+    mods[6] = m_tier
+    mods[7] = m_prop
+    mods[8] = gate
+    mods[9] = total
+    mods[10] = params[P_BASE]
+    mods[11] = noise
+    mods[12] = effect
+    flags[C_DECILE_CLAMPED] += fd
+    flags[C_ENGAGEMENT_CLAMPED] += fe
+    flags[C_ADOPTION_UNRECOGNISED] += fa
+    flags[C_TIER_CLAMPED] += ft
+    flags[C_PEER_CLAMPED] += fpeer
+    flags[C_PROPENSITY_CLAMPED] += fp
+    flags[C_EFFECT_CAPPED] += fc
+    flags[C_PEER_GATED] += gated
+    return effect
+
+
+@njit(parallel=True, cache=True)
+def individual_effects(
+    decile,
+    engagement,
+    adoption,
+    tier,
+    peer,
+    propensity,
+    index,
+    use_index,
+    params,
+    adoption_mult,
+    tier_mult,
+    seed,
+    chunk,
+    out,
+):
+    """Fill ``out[j]`` with the effect of twin ``index[j]`` (or of twin ``j`` when ``use_index`` is False).
+
+    Returns an ``(n_chunks, N_COUNTERS)`` int64 array of clamp counters, one row per fixed-size chunk.
+    """
+    n = out.shape[0]
+    n_chunks = (n + chunk - 1) // chunk
+    counts = np.zeros((n_chunks, N_COUNTERS), dtype=np.int64)
+    key = key_for(seed, STREAM_EFFECT_NOISE)
+    for c in prange(n_chunks):
+        mods = np.empty(N_MODIFIERS, dtype=np.float64)
+        flags = np.zeros(N_COUNTERS, dtype=np.int64)
+        stop = min(n, (c + 1) * chunk)
+        for j in range(c * chunk, stop):
+            i = index[j] if use_index else j
+            out[j] = _twin_effect(
+                i,
+                decile,
+                engagement,
+                adoption,
+                tier,
+                peer,
+                propensity,
+                params,
+                adoption_mult,
+                tier_mult,
+                key,
+                mods,
+                flags,
+            )
+        for k in range(N_COUNTERS):
+            counts[c, k] = flags[k]
+    return counts
+
+
+@njit(parallel=True, cache=True)
+def individual_effects_traced(
+    decile,
+    engagement,
+    adoption,
+    tier,
+    peer,
+    propensity,
+    index,
+    use_index,
+    params,
+    adoption_mult,
+    tier_mult,
+    seed,
+    chunk,
+    out,
+    trace,
+):
+    """As :func:`individual_effects`, also filling ``trace[j, :]`` with the modifiers (MODIFIER_NAMES)."""
+    n = out.shape[0]
+    n_chunks = (n + chunk - 1) // chunk
+    counts = np.zeros((n_chunks, N_COUNTERS), dtype=np.int64)
+    key = key_for(seed, STREAM_EFFECT_NOISE)
+    for c in prange(n_chunks):
+        mods = np.empty(N_MODIFIERS, dtype=np.float64)
+        flags = np.zeros(N_COUNTERS, dtype=np.int64)
+        stop = min(n, (c + 1) * chunk)
+        for j in range(c * chunk, stop):
+            i = index[j] if use_index else j
+            out[j] = _twin_effect(
+                i,
+                decile,
+                engagement,
+                adoption,
+                tier,
+                peer,
+                propensity,
+                params,
+                adoption_mult,
+                tier_mult,
+                key,
+                mods,
+                flags,
+            )
+            for k in range(N_MODIFIERS):
+                trace[j, k] = mods[k]
+        for k in range(N_COUNTERS):
+            counts[c, k] = flags[k]
+    return counts
