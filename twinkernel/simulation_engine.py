@@ -453,7 +453,6 @@ class SimulationEngine:
             timings["heterogeneity_ms"] = (time.perf_counter() - t) * 1e3
 
         # Decision quantities.
-        rec = sim.recommendations
         residual_sd = (
             self.population.outcome_residual_sd
             if self.population.outcome_residual_sd is not None
