@@ -1,0 +1,68 @@
+"""Shared fixtures and named tolerances."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from twinkernel import SimulationEngine, TwinPopulation, get_config
+from twinkernel.models import ADOPTION_STAGES
+
+# Kernel vs plain-Python reference: both use the same counter RNG; the only difference is libm rounding.
+KERNEL_RTOL = 1e-12
+KERNEL_ATOL = 1e-14
+
+SPECIALTIES = ("cardiology", "dermatology", "endocrinology", "oncology", "primary_care")
+REGIONS = ("midwest", "northeast", "south", "west")
+CHANNELS = ("digital", "email", "in_person")
+
+
+def make_population_frame(n: int, seed: int = 0) -> pl.DataFrame:
+    """A seeded HCP frame with every recognised column, all values valid."""
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame(
+        {
+            "twin_id": [f"hcp-{i:06d}" for i in range(n)],
+            "specialty": rng.choice(SPECIALTIES, n),
+            "decile": rng.integers(1, 11, n),
+            "region": rng.choice(REGIONS, n),
+            "digital_engagement_score": rng.random(n),
+            "adoption_stage": rng.choice(ADOPTION_STAGES, n),
+            "priority_tier": rng.integers(1, 6, n),
+            "peer_influence_score": rng.random(n),
+            "preferred_channel": rng.choice(CHANNELS, n),
+            "baseline_outcome": rng.normal(0.30, 0.08, n),
+            "baseline_propensity": rng.uniform(0.1, 0.9, n),
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def config():
+    return get_config()
+
+
+@pytest.fixture
+def make_population():
+    def build(n: int = 2000, seed: int = 0, **overrides) -> TwinPopulation:
+        frame = make_population_frame(n, seed)
+        if overrides:
+            frame = frame.with_columns(
+                [pl.Series(k, v) if not np.isscalar(v) else pl.lit(v).alias(k) for k, v in overrides.items()]
+            )
+        return TwinPopulation.from_frame(frame, brand="Kisqali", model_id="test-model")
+
+    return build
+
+
+@pytest.fixture
+def make_engine(make_population):
+    """An engine without a cache (caching has its own tests)."""
+
+    def build(n: int = 2000, seed: int = 0, **kwargs) -> SimulationEngine:
+        engine = SimulationEngine(make_population(n, seed), **kwargs)
+        engine.cache = None
+        return engine
+
+    return build
