@@ -72,8 +72,17 @@ def twin_modifiers(
     gated = p[K.P_PEER_THRESHOLD] >= 0.0 and _clamp(peer, 0.0, 1.0) < p[K.P_PEER_THRESHOLD]
     m["peer_gate"] = 0.0 if gated else 1.0
     total = 1.0
-    for name in ("decile", "engagement", "adoption", "intensity", "duration", "channel", "tier", "propensity",
-                 "peer_gate"):
+    for name in (
+        "decile",
+        "engagement",
+        "adoption",
+        "intensity",
+        "duration",
+        "channel",
+        "tier",
+        "propensity",
+        "peer_gate",
+    ):
         total *= m[name]
     m["total"] = total
     m["base_effect"] = p[K.P_BASE]
@@ -87,8 +96,19 @@ def individual_effects(columns, index, params, adoption_mult, tier_mult, seed) -
     rows = range(columns.decile.shape[0]) if index is None else [int(i) for i in index]
     out = []
     for i in rows:
-        m = twin_modifiers(i, columns.decile[i], columns.engagement[i], columns.adoption[i], columns.tier[i],
-                           columns.peer[i], columns.propensity[i], params, adoption_mult, tier_mult, seed)
+        m = twin_modifiers(
+            i,
+            columns.decile[i],
+            columns.engagement[i],
+            columns.adoption[i],
+            columns.tier[i],
+            columns.peer[i],
+            columns.propensity[i],
+            params,
+            adoption_mult,
+            tier_mult,
+            seed,
+        )
         out.append(m["effect"])
     return np.array(out, dtype=np.float64)
 
@@ -103,8 +123,11 @@ def grouped_moments(x, codes, n_groups, index=None):
             buckets[int(dim_codes[row])].append(float(x[j]))
         n = np.array([len(b) for b in buckets], dtype=np.int64)
         mean = np.array([sum(b) / len(b) if b else 0.0 for b in buckets])
-        var = np.array([
-            sum((v - sum(b) / len(b)) ** 2 for v in b) / (len(b) - 1) if len(b) > 1 else 0.0 for b in buckets
-        ])
+        var = np.array(
+            [
+                sum((v - sum(b) / len(b)) ** 2 for v in b) / (len(b) - 1) if len(b) > 1 else 0.0
+                for b in buckets
+            ]
+        )
         result.append((n, mean, var))
     return result

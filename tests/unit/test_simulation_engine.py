@@ -94,7 +94,9 @@ class TestEffectModifierEdgeCases:
         assert result.data_quality["adoption_stage"]["unrecognised"] == 150
 
     def test_zero_intensity_multiplier(self, config):
-        with pytest.raises(ValidationError, match=r"intensity_multiplier[\s\S]*greater than or equal to 0\.1"):
+        with pytest.raises(
+            ValidationError, match=r"intensity_multiplier[\s\S]*greater than or equal to 0\.1"
+        ):
             InterventionConfig(intervention_type="email_campaign", intensity_multiplier=0.0)
         # Below the API boundary the kernel still behaves: intensity 0 removes the systematic effect, so
         # what remains is noise only (exactly 0 without noise).
@@ -105,9 +107,22 @@ class TestEffectModifierEdgeCases:
             params = p.params.copy()
             params[K.P_INTENSITY] = 0.0
             out = np.empty(pop.n)
-            K.individual_effects(c.decile, c.engagement, c.adoption, c.tier, c.peer, c.propensity,
-                                 np.empty(0, np.int64), False, params, p.adoption_multipliers,
-                                 p.tier_multipliers, np.uint64(5), 64, out)
+            K.individual_effects(
+                c.decile,
+                c.engagement,
+                c.adoption,
+                c.tier,
+                c.peer,
+                c.propensity,
+                np.empty(0, np.int64),
+                False,
+                params,
+                p.adoption_multipliers,
+                p.tier_multipliers,
+                np.uint64(5),
+                64,
+                out,
+            )
             if expected_sd == 0.0:
                 assert np.all(out == 0.0)
             else:
@@ -115,10 +130,17 @@ class TestEffectModifierEdgeCases:
                 assert out.std() == pytest.approx(expected_sd, rel=0.1)
 
     def test_extreme_intensity(self, config):
-        pop = _uniform_population(300, decile=1, digital_engagement_score=1.0, adoption_stage="laggard",
-                                  priority_tier=1, baseline_propensity=1.0)
-        cfg = InterventionConfig(intervention_type="speaker_program_invitation", intensity_multiplier=10.0,
-                                 duration_weeks=52)
+        pop = _uniform_population(
+            300,
+            decile=1,
+            digital_engagement_score=1.0,
+            adoption_stage="laggard",
+            priority_tier=1,
+            baseline_propensity=1.0,
+        )
+        cfg = InterventionConfig(
+            intervention_type="speaker_program_invitation", intensity_multiplier=10.0, duration_weeks=52
+        )
         result = _engine(pop).simulate(cfg, seed=4)
         cap = config.simulation.intervention_effects.effect_cap
         # 0.12 * 1.2 * 1.2 * 1.4 * 10 * ln(53)/ln(9) * 1.5 * 1.2 is about 7.9, far above the cap.
@@ -140,25 +162,46 @@ class TestEffectModifierEdgeCases:
         params = p.params.copy()
         params[K.P_DURATION] = duration_factor(0, 8)
         out = np.ones(pop.n)
-        K.individual_effects(c.decile, c.engagement, c.adoption, c.tier, c.peer, c.propensity,
-                             np.empty(0, np.int64), False, params, p.adoption_multipliers, p.tier_multipliers,
-                             np.uint64(1), 64, out)
+        K.individual_effects(
+            c.decile,
+            c.engagement,
+            c.adoption,
+            c.tier,
+            c.peer,
+            c.propensity,
+            np.empty(0, np.int64),
+            False,
+            params,
+            p.adoption_multipliers,
+            p.tier_multipliers,
+            np.uint64(1),
+            64,
+            out,
+        )
         assert np.all(out == 0.0)
 
     def test_combined_extreme_modifiers(self, config):
         n = 400
-        frame = pl.DataFrame({
-            "decile": [-100, 127, 0, 11] * (n // 4),
-            "digital_engagement_score": [1e300, -1e300, np.inf, -np.inf] * (n // 4),
-            "adoption_stage": ["???", "laggard", "", "innovator"] * (n // 4),
-            "priority_tier": [-99, 99, 0, 6] * (n // 4),
-            "peer_influence_score": [1e308, -1e308, 2.0, -2.0] * (n // 4),
-            "baseline_propensity": [np.inf, -np.inf, 1e10, -1e10] * (n // 4),
-        })
+        frame = pl.DataFrame(
+            {
+                "decile": [-100, 127, 0, 11] * (n // 4),
+                "digital_engagement_score": [1e300, -1e300, np.inf, -np.inf] * (n // 4),
+                "adoption_stage": ["???", "laggard", "", "innovator"] * (n // 4),
+                "priority_tier": [-99, 99, 0, 6] * (n // 4),
+                "peer_influence_score": [1e308, -1e308, 2.0, -2.0] * (n // 4),
+                "baseline_propensity": [np.inf, -np.inf, 1e10, -1e10] * (n // 4),
+            }
+        )
         pop = TwinPopulation.from_frame(frame)
         cap = config.simulation.intervention_effects.effect_cap
-        for itype in ("email_campaign", "call_frequency_increase", "speaker_program_invitation",
-                      "sample_distribution", "peer_influence_activation", "digital_engagement"):
+        for itype in (
+            "email_campaign",
+            "call_frequency_increase",
+            "speaker_program_invitation",
+            "sample_distribution",
+            "peer_influence_activation",
+            "digital_engagement",
+        ):
             ic = InterventionConfig(intervention_type=itype, intensity_multiplier=10.0, duration_weeks=52)
             result = _engine(pop).simulate(ic, seed=9)
             table = _engine(pop).modifier_table(ic, seed=9)
@@ -214,16 +257,20 @@ class TestBoundaryConditions:
         assert result.effect_provenance == "test: noise removed"
 
     def test_negative_ate(self, config, make_engine):
-        harmful = EffectModel(effects=config.simulation.intervention_effects,
-                              overrides={"email_campaign": {"base_effect": -0.05}})
+        harmful = EffectModel(
+            effects=config.simulation.intervention_effects,
+            overrides={"email_campaign": {"base_effect": -0.05}},
+        )
         result = make_engine(3000, effect_model=harmful).simulate(EMAIL, seed=5)
         assert result.simulated_ate < 0
         assert result.simulated_ci_upper < 0
         assert result.recommendation is SimulationRecommendation.SKIP
         assert result.recommendation_rationale.startswith("harmful")
         # A large harmful effect is never DEPLOY (the original compared |ATE| with the threshold).
-        strong = EffectModel(effects=config.simulation.intervention_effects,
-                             overrides={"email_campaign": {"base_effect": -0.5}})
+        strong = EffectModel(
+            effects=config.simulation.intervention_effects,
+            overrides={"email_campaign": {"base_effect": -0.5}},
+        )
         assert make_engine(3000, effect_model=strong).simulate(EMAIL, seed=5).recommendation is (
             SimulationRecommendation.SKIP
         )
@@ -273,15 +320,18 @@ class TestDecisionQuantities:
         result = engine.simulate(InterventionConfig(intervention_type="sample_distribution"), seed=2)
         rec = config.simulation.recommendations
         c = engine.population.kernel_columns
-        effects = engine.modifier_table(InterventionConfig(intervention_type="sample_distribution"),
-                                        seed=2)["effect"].to_numpy()
+        effects = engine.modifier_table(InterventionConfig(intervention_type="sample_distribution"), seed=2)[
+            "effect"
+        ].to_numpy()
         sigma2 = np.var(c.baseline, ddof=1) + np.var(effects, ddof=1)
         z = stats.norm.ppf(1 - rec.alpha / 2) + stats.norm.ppf(rec.power)
         expected = math.ceil(2 * z**2 * sigma2 / result.simulated_ate**2)
         assert rec.min_sample_size < expected < rec.max_sample_size
         assert result.recommended_sample_size == expected
         assert result.outcome_std == pytest.approx(math.sqrt(sigma2), rel=1e-9)
-        assert result.effect_size_cohens_d == pytest.approx(result.simulated_ate / math.sqrt(sigma2), rel=1e-9)
+        assert result.effect_size_cohens_d == pytest.approx(
+            result.simulated_ate / math.sqrt(sigma2), rel=1e-9
+        )
         # At the (unrounded) recommended size the power is the configured power; rounding up adds a little.
         assert rec.power <= result.statistical_power < rec.power + 0.01
 
@@ -323,8 +373,9 @@ class TestInterventionTypes:
     def test_additional_calls_raise_base_effect(self, config, make_engine):
         engine = make_engine(500, effect_model=_noiseless(config, "call_frequency_increase"))
         base = InterventionConfig(intervention_type="call_frequency_increase")
-        more = InterventionConfig(intervention_type="call_frequency_increase",
-                                  extra_params={"additional_calls": 3})
+        more = InterventionConfig(
+            intervention_type="call_frequency_increase", extra_params={"additional_calls": 3}
+        )
         t0 = engine.modifier_table(base, seed=1)
         t3 = engine.modifier_table(more, seed=1)
         assert t0["base_effect"][0] == pytest.approx(0.08)
@@ -332,8 +383,9 @@ class TestInterventionTypes:
         ratio = engine.simulate(more, seed=1).simulated_ate / engine.simulate(base, seed=1).simulated_ate
         assert ratio == pytest.approx(0.14 / 0.08, rel=1e-12)
         for bad in (-1, 11, 2.5, "3"):
-            cfg = InterventionConfig(intervention_type="call_frequency_increase",
-                                     extra_params={"additional_calls": bad})
+            cfg = InterventionConfig(
+                intervention_type="call_frequency_increase", extra_params={"additional_calls": bad}
+            )
             with pytest.raises(ValueError, match=r"additional_calls.*from 0 to 10"):
                 engine.simulate(cfg, seed=1)
 
@@ -364,15 +416,33 @@ class TestInterventionTypes:
     def test_six_types_match_reference(self, make_engine):
         engine = make_engine(300)
         c = engine.population.kernel_columns
-        for itype in ("email_campaign", "call_frequency_increase", "speaker_program_invitation",
-                      "sample_distribution", "peer_influence_activation", "digital_engagement"):
-            ic = InterventionConfig(intervention_type=itype, channel="digital", duration_weeks=12,
-                                    intensity_multiplier=1.5)
+        for itype in (
+            "email_campaign",
+            "call_frequency_increase",
+            "speaker_program_invitation",
+            "sample_distribution",
+            "peer_influence_activation",
+            "digital_engagement",
+        ):
+            ic = InterventionConfig(
+                intervention_type=itype, channel="digital", duration_weeks=12, intensity_multiplier=1.5
+            )
             p = engine.effect_model.parameters(ic)
             table = engine.modifier_table(ic, seed=21)
             for i in (0, 17, 299):
-                ref = twin_modifiers(i, c.decile[i], c.engagement[i], c.adoption[i], c.tier[i], c.peer[i],
-                                     c.propensity[i], p.params, p.adoption_multipliers, p.tier_multipliers, 21)
+                ref = twin_modifiers(
+                    i,
+                    c.decile[i],
+                    c.engagement[i],
+                    c.adoption[i],
+                    c.tier[i],
+                    c.peer[i],
+                    c.propensity[i],
+                    p.params,
+                    p.adoption_multipliers,
+                    p.tier_multipliers,
+                    21,
+                )
                 for name, value in ref.items():
                     assert table[name][i] == pytest.approx(value, rel=1e-12, abs=1e-15), (itype, i, name)
 
@@ -381,14 +451,18 @@ class TestSelectionAndResult:
     def test_filter_and_targets_intersect(self, make_engine):
         engine = make_engine(5000)
         frame = engine.population.frame
-        cfg = InterventionConfig(intervention_type="email_campaign", target_deciles=[1, 2, 3],
-                                 target_regions=["south"])
+        cfg = InterventionConfig(
+            intervention_type="email_campaign", target_deciles=[1, 2, 3], target_regions=["south"]
+        )
         pf = PopulationFilter(specialties=["oncology", "cardiology"], min_baseline_outcome=0.0)
         result = engine.simulate(cfg, pf, seed=1)
-        in_filter = frame.filter(pl.col("specialty").cast(pl.String).is_in(["oncology", "cardiology"])
-                                 & (pl.col("baseline_outcome") >= 0.0))
-        targeted = in_filter.filter(pl.col("decile").is_in([1, 2, 3])
-                                    & (pl.col("region").cast(pl.String) == "south"))
+        in_filter = frame.filter(
+            pl.col("specialty").cast(pl.String).is_in(["oncology", "cardiology"])
+            & (pl.col("baseline_outcome") >= 0.0)
+        )
+        targeted = in_filter.filter(
+            pl.col("decile").is_in([1, 2, 3]) & (pl.col("region").cast(pl.String) == "south")
+        )
         assert result.population_size == in_filter.height
         assert result.twin_count == result.targeted_count == targeted.height
         assert set(result.effect_heterogeneity.by_region) == {"south"}
@@ -406,8 +480,11 @@ class TestSelectionAndResult:
     def test_small_segments_left_out(self, make_population):
         pop = make_population(500)
         frame = pop.frame.with_columns(
-            pl.when(pl.int_range(pl.len()) < 9).then(pl.lit("rare")).otherwise(pl.col("specialty").cast(
-                pl.String)).alias("specialty"))
+            pl.when(pl.int_range(pl.len()) < 9)
+            .then(pl.lit("rare"))
+            .otherwise(pl.col("specialty").cast(pl.String))
+            .alias("specialty")
+        )
         engine = _engine(TwinPopulation.from_frame(frame))
         het = engine.simulate(EMAIL, seed=1).effect_heterogeneity
         assert "rare" not in het.by_specialty
@@ -467,11 +544,13 @@ class TestSelectionAndResult:
         assert SimulationResult.model_validate_json(result.model_dump_json()) == result
 
     def test_missing_values_get_defaults_and_are_counted(self):
-        frame = pl.DataFrame({
-            "decile": [None, 3] * 100,
-            "digital_engagement_score": [0.5, None] * 100,
-            "baseline_outcome": [float("nan")] * 200,
-        })
+        frame = pl.DataFrame(
+            {
+                "decile": [None, 3] * 100,
+                "digital_engagement_score": [0.5, None] * 100,
+                "baseline_outcome": [float("nan")] * 200,
+            }
+        )
         result = _engine(TwinPopulation.from_frame(frame)).simulate(EMAIL, seed=1)
         dq = result.data_quality
         assert dq["decile"]["defaulted"] == 100

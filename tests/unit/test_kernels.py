@@ -1,0 +1,280 @@
+"""Compiled kernels against the plain-Python references, and determinism across threads and chunkings."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests import naive
+from tests.conftest import KERNEL_ATOL, KERNEL_RTOL
+from twinkernel import InterventionConfig, PopulationFilter
+from twinkernel.kernels import _rng
+from twinkernel.kernels import effects as K
+from twinkernel.kernels.stats import chunk_sums, combine_sums, grouped_moments, moments
+
+SIX = (
+    "email_campaign",
+    "call_frequency_increase",
+    "speaker_program_invitation",
+    "sample_distribution",
+    "peer_influence_activation",
+    "digital_engagement",
+)
+EMPTY = np.empty(0, dtype=np.int64)
+
+
+@pytest.fixture
+def threads():
+    """Run a block at a given numba thread count, restoring the default afterwards."""
+    default = numba.get_num_threads()
+    yield numba.set_num_threads
+    numba.set_num_threads(default)
+
+
+def _effects(pop, params, index=None, seed=7, chunk=64):
+    c = pop.kernel_columns
+    n = pop.n if index is None else index.shape[0]
+    out = np.empty(n)
+    counts = K.individual_effects(
+        c.decile,
+        c.engagement,
+        c.adoption,
+        c.tier,
+        c.peer,
+        c.propensity,
+        EMPTY if index is None else index,
+        index is not None,
+        params.params,
+        params.adoption_multipliers,
+        params.tier_multipliers,
+        np.uint64(seed),
+        chunk,
+        out,
+    )
+    return out, counts
+
+
+class TestRng:
+    def test_matches_python_reference(self):
+        out = np.empty(1000)
+        _rng.fill_standard_normal(123, 1, 5, out)
+        key = naive.key_for(123, 1)
+        ref = np.array([naive.standard_normal(key, 5 + i) for i in range(1000)])
+        np.testing.assert_allclose(out, ref, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+        u = np.empty(1000)
+        _rng.fill_uniform(123, 16, 0, u)
+        ref_u = np.array([naive.uniform(naive.key_for(123, 16), i) for i in range(1000)])
+        np.testing.assert_array_equal(u, ref_u)
+
+    def test_distribution(self):
+        from scipy import stats
+
+        z = np.empty(200_000)
+        _rng.fill_standard_normal(2024, 1, 0, z)
+        assert stats.kstest(z, "norm").pvalue > 1e-3
+        assert abs(z.mean()) < 5 / math.sqrt(z.size)
+        u = np.empty(200_000)
+        _rng.fill_uniform(2024, 1, 0, u)
+        assert 0.0 < u.min() and u.max() < 1.0
+        assert stats.kstest(u, "uniform").pvalue > 1e-3
+
+    def test_streams_and_seeds_differ(self):
+        a, b, c = np.empty(100), np.empty(100), np.empty(100)
+        _rng.fill_standard_normal(1, 1, 0, a)
+        _rng.fill_standard_normal(1, 2, 0, b)
+        _rng.fill_standard_normal(2, 1, 0, c)
+        assert not np.any(a == b) and not np.any(a == c)
+
+    def test_any_start_offset_gives_the_same_draws(self):
+        whole = np.empty(100)
+        _rng.fill_standard_normal(9, 1, 0, whole)
+        tail = np.empty(40)
+        _rng.fill_standard_normal(9, 1, 60, tail)
+        np.testing.assert_array_equal(whole[60:], tail)
+
+
+class TestEffectKernel:
+    @pytest.mark.parametrize("itype", SIX)
+    def test_matches_reference(self, make_engine, itype):
+        engine = make_engine(400, seed=3)
+        ic = InterventionConfig(
+            intervention_type=itype,
+            channel="digital",
+            duration_weeks=20,
+            intensity_multiplier=2.0,
+            extra_params={},
+        )
+        p = engine.effect_model.parameters(ic)
+        out, _ = _effects(engine.population, p)
+        ref = naive.individual_effects(
+            engine.population.kernel_columns, None, p.params, p.adoption_multipliers, p.tier_multipliers, 7
+        )
+        np.testing.assert_allclose(out, ref, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+
+    def test_matches_reference_on_a_subset(self, make_engine):
+        engine = make_engine(500, seed=4)
+        p = engine.effect_model.parameters(InterventionConfig(intervention_type="speaker_program_invitation"))
+        index = np.array([499, 0, 3, 250, 17], dtype=np.int64)
+        out, _ = _effects(engine.population, p, index)
+        ref = naive.individual_effects(
+            engine.population.kernel_columns, index, p.params, p.adoption_multipliers, p.tier_multipliers, 7
+        )
+        np.testing.assert_allclose(out, ref, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+        whole, _ = _effects(engine.population, p)
+        np.testing.assert_array_equal(out, whole[index])  # a twin's draw depends on its row only
+
+    def test_trace_variant_fills_modifiers(self, make_engine):
+        engine = make_engine(300, seed=5)
+        ic = InterventionConfig(intervention_type="peer_influence_activation", intensity_multiplier=3.0)
+        p = engine.effect_model.parameters(ic)
+        c = engine.population.kernel_columns
+        index = np.arange(300, dtype=np.int64)
+        out = np.empty(300)
+        trace = np.empty((300, K.N_MODIFIERS))
+        K.individual_effects_traced(
+            c.decile,
+            c.engagement,
+            c.adoption,
+            c.tier,
+            c.peer,
+            c.propensity,
+            index,
+            True,
+            p.params,
+            p.adoption_multipliers,
+            p.tier_multipliers,
+            np.uint64(7),
+            32,
+            out,
+            trace,
+        )
+        plain, _ = _effects(engine.population, p)
+        np.testing.assert_array_equal(out, plain)
+        np.testing.assert_array_equal(trace[:, K.MODIFIER_NAMES.index("effect")], plain)
+        for i in (0, 150, 299):
+            ref = naive.twin_modifiers(
+                i,
+                c.decile[i],
+                c.engagement[i],
+                c.adoption[i],
+                c.tier[i],
+                c.peer[i],
+                c.propensity[i],
+                p.params,
+                p.adoption_multipliers,
+                p.tier_multipliers,
+                7,
+            )
+            got = dict(zip(K.MODIFIER_NAMES, trace[i], strict=True))
+            assert got == pytest.approx(ref, rel=KERNEL_RTOL, abs=KERNEL_ATOL)
+
+    def test_counters(self, make_population, config):
+        pop = make_population(256, decile=0, digital_engagement_score=2.0, priority_tier=9)
+        from twinkernel import EffectModel
+
+        p = EffectModel.from_config(config).parameters(
+            InterventionConfig(intervention_type="speaker_program_invitation")
+        )
+        _, counts = _effects(pop, p, chunk=64)
+        assert counts.shape == (4, K.N_COUNTERS)
+        totals = counts.sum(axis=0)
+        assert totals[K.C_DECILE_CLAMPED] == 256
+        assert totals[K.C_ENGAGEMENT_CLAMPED] == 256
+        assert totals[K.C_TIER_CLAMPED] == 256
+        assert totals[K.C_ADOPTION_UNRECOGNISED] == 0
+
+
+class TestStatsKernels:
+    def test_moments_match_numpy(self):
+        rng = np.random.default_rng(1)
+        x = rng.normal(1e6, 3.0, 100_001)  # a large offset: the shifted sums must not cancel
+        n, mean, var = moments(x, None, 1000)
+        assert n == x.size
+        assert mean == pytest.approx(x.mean(), rel=1e-14)
+        assert var == pytest.approx(x.var(ddof=1), rel=1e-9)
+        idx = np.array([5, 1, 99_999], dtype=np.int64)
+        n2, m2, v2 = moments(x, idx, 2)
+        assert (n2, m2, v2) == pytest.approx((3, x[idx].mean(), x[idx].var(ddof=1)), rel=1e-12)
+        assert moments(np.empty(0)) == (0, 0.0, 0.0)
+        assert moments(np.array([2.5])) == (1, 2.5, 0.0)
+
+    def test_grouped_matches_reference(self, make_engine):
+        engine = make_engine(3000, seed=8)
+        c = engine.population.kernel_columns
+        rng = np.random.default_rng(2)
+        index = np.sort(rng.choice(3000, 1700, replace=False)).astype(np.int64)
+        x = rng.gamma(2.0, 0.03, index.size)
+        n_groups = [len(lab) for lab in c.segment_labels]
+        got = grouped_moments(x, c.segment_codes, n_groups, index, x.mean(), 128)
+        ref = naive.grouped_moments(x, c.segment_codes, n_groups, index)
+        for (gn, gm, gv), (rn, rm, rv) in zip(got, ref, strict=True):
+            np.testing.assert_array_equal(gn, rn)
+            np.testing.assert_allclose(gm, rm, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(gv, rv, rtol=1e-9, atol=1e-15)
+
+
+class TestDeterminism:
+    def test_simulate_identical_on_one_and_two_threads(self, make_engine, threads):
+        engine = make_engine(50_000, seed=9)
+        ic = InterventionConfig(intervention_type="speaker_program_invitation")
+        results = []
+        for t in (1, 2, 1):
+            threads(t)
+            results.append(engine.simulate(ic, PopulationFilter(deciles=[1, 2, 3, 4, 5, 6]), seed=77))
+        keys = (
+            "simulated_ate",
+            "simulated_ci_lower",
+            "simulated_ci_upper",
+            "simulated_std_error",
+            "recommended_sample_size",
+            "effect_heterogeneity",
+        )
+        for r in results[1:]:
+            for k in keys:
+                assert getattr(r, k) == getattr(results[0], k), k
+
+    @pytest.mark.parametrize("chunk", [1, 7, 64, 4096, 1 << 20])
+    def test_effects_independent_of_chunking(self, make_engine, chunk):
+        engine = make_engine(5000, seed=10)
+        p = engine.effect_model.parameters(InterventionConfig(intervention_type="digital_engagement"))
+        reference, _ = _effects(engine.population, p, chunk=5000)
+        got, _ = _effects(engine.population, p, chunk=chunk)
+        np.testing.assert_array_equal(got, reference)
+
+    def test_effects_computed_in_pieces_equal_one_call(self, make_engine):
+        """Splitting the rows into arbitrary pieces (as a cluster would) changes no twin's effect."""
+        engine = make_engine(3000, seed=11)
+        p = engine.effect_model.parameters(InterventionConfig(intervention_type="email_campaign"))
+        whole, _ = _effects(engine.population, p)
+        bounds = [0, 1, 999, 1000, 2345, 3000]
+        pieces = [
+            _effects(engine.population, p, np.arange(a, b, dtype=np.int64))[0]
+            for a, b in itertools.pairwise(bounds)
+        ]
+        np.testing.assert_array_equal(np.concatenate(pieces), whole)
+
+    def test_reduction_partials_combine_exactly_across_pieces(self):
+        """Chunk slots are fixed by the global row index, so pieces aligned to chunks give identical sums."""
+        rng = np.random.default_rng(3)
+        x = rng.normal(0.05, 0.02, 10_000)
+        chunk = 256
+        whole = chunk_sums(x, EMPTY, False, 0.0, chunk)
+        parts = [chunk_sums(x[a : a + 2560], EMPTY, False, 0.0, chunk) for a in range(0, 10_000, 2560)]
+        np.testing.assert_array_equal(np.vstack(parts), whole)
+        assert combine_sums(np.vstack(parts)) == combine_sums(whole)
+
+    @settings(max_examples=25, deadline=None)
+    @given(seed=st.integers(0, 2**63 - 1), start=st.integers(0, 2**40), n=st.integers(1, 64))
+    def test_rng_is_a_pure_function_of_seed_and_index(self, seed, start, n):
+        a = np.empty(n)
+        _rng.fill_standard_normal(seed, 1, start, a)
+        b = np.empty(1)
+        _rng.fill_standard_normal(seed, 1, start + n - 1, b)
+        assert a[-1] == b[0]
+        assert np.isfinite(a).all()
