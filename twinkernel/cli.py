@@ -20,8 +20,9 @@ from .models import InterventionConfig, SimulationResult
 
 SIX_INTERVENTIONS: tuple[InterventionConfig, ...] = (
     InterventionConfig(intervention_type="email_campaign", channel="email", duration_weeks=8),
-    InterventionConfig(intervention_type="call_frequency_increase", duration_weeks=12,
-                       extra_params={"additional_calls": 2}),
+    InterventionConfig(
+        intervention_type="call_frequency_increase", duration_weeks=12, extra_params={"additional_calls": 2}
+    ),
     InterventionConfig(intervention_type="speaker_program_invitation", duration_weeks=8),
     InterventionConfig(intervention_type="sample_distribution", duration_weeks=8),
     InterventionConfig(intervention_type="peer_influence_activation", duration_weeks=8),
@@ -56,29 +57,35 @@ def format_table(results: Sequence[SimulationResult]) -> str:
     for r in results:
         ci = f"[{r.simulated_ci_lower:+.4f}, {r.simulated_ci_upper:+.4f}]"
         power = "-" if r.statistical_power is None else f"{r.statistical_power:.2f}"
-        rows.append((
-            r.intervention_config.intervention_type,
-            f"{r.twin_count:,}",
-            f"{r.simulated_ate:+.4f}",
-            ci,
-            r.recommendation.value.upper(),
-            "-" if r.recommended_sample_size is None else f"{r.recommended_sample_size:,}",
-            power,
-            f"{r.execution_time_ms:.1f}",
-        ))
+        rows.append(
+            (
+                r.intervention_config.intervention_type,
+                f"{r.twin_count:,}",
+                f"{r.simulated_ate:+.4f}",
+                ci,
+                r.recommendation.value.upper(),
+                "-" if r.recommended_sample_size is None else f"{r.recommended_sample_size:,}",
+                power,
+                f"{r.execution_time_ms:.1f}",
+            )
+        )
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     right = {1, 2, 5, 6, 7}
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths,
-                                                                                                 strict=True)))
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
 
     out = [line(header), line(["-" * w for w in widths])]
     out.extend(line(row) for row in rows)
     return "\n".join(out)
 
 
-def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
     from . import synthetic
     from .simulation_engine import SimulationEngine
     from .twin_generator import TwinGenerator
@@ -106,7 +113,8 @@ def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = s
     engine.simulate(SIX_INTERVENTIONS[0], seed=args.seed, use_cache=False)  # JIT warm-up (cached on disk)
     progress.start("simulating six interventions")
     results = [
-        engine.simulate(ic, seed=args.seed, ci_method=args.ci_method, use_cache=False) for ic in SIX_INTERVENTIONS
+        engine.simulate(ic, seed=args.seed, ci_method=args.ci_method, use_cache=False)
+        for ic in SIX_INTERVENTIONS
     ]
     progress.done()
 
@@ -137,16 +145,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"twinkernel {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="train on a synthetic world, generate twins, simulate six interventions")
+    demo = sub.add_parser(
+        "demo", help="train on a synthetic world, generate twins, simulate six interventions"
+    )
     demo.add_argument("--twins", type=_positive_int, default=1_000_000, help="twins to generate (1 000 000)")
-    demo.add_argument("--history-hcps", type=_positive_int, default=20_000,
-                      help="HCPs in the synthetic training world (20 000)")
+    demo.add_argument(
+        "--history-hcps",
+        type=_positive_int,
+        default=20_000,
+        help="HCPs in the synthetic training world (20 000)",
+    )
     demo.add_argument("--months", type=_positive_int, default=12, help="months of history (12)")
     demo.add_argument("--seed", type=int, default=42, help="seed for everything (42)")
     demo.add_argument("--brand", default="Kisqali")
-    demo.add_argument("--ci-method", default=None, choices=("analytic", "percentile", "basic", "bca"),
-                      help="interval method (default from the config)")
-    demo.add_argument("--config", default=None, help="configuration file (default: $TWINKERNEL_CONFIG or packaged)")
+    demo.add_argument(
+        "--ci-method",
+        default=None,
+        choices=("analytic", "percentile", "basic", "bca"),
+        help="interval method (default from the config)",
+    )
+    demo.add_argument(
+        "--config", default=None, help="configuration file (default: $TWINKERNEL_CONFIG or packaged)"
+    )
     demo.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     demo.add_argument("--quiet", action="store_true", help="no progress on stderr")
     demo.set_defaults(func=run_demo)
@@ -157,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_config(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_config(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     path = args.config or default_config_path()
     cfg = load_config(path)
     print(f"{path}: valid", file=out)
