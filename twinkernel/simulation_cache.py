@@ -411,10 +411,15 @@ class MemoryBackend:
             self._models.clear()
             self._locks.clear()
 
-    def __len__(self) -> int:
-        """Number of stored results over all models (expired ones included until touched)."""
+    def size(self, ns: str | None = None) -> int:
+        """Number of live results of one model namespace (``None``: all models)."""
         with self._lock:
-            return sum(len(s.entries) for s in self._models.values())
+            now = self._clock()
+            stores = self._models.values() if ns is None else [self._models.get(ns, _ModelStore())]
+            return sum(1 for s in stores for exp, _ in s.entries.values() if exp > now)
+
+    def __len__(self) -> int:
+        return self.size()
 
 
 # --- Redis backend -----------------------------------------------------------------------------------------
