@@ -20,6 +20,7 @@ warning, never NaN or an exception. See ``docs/bootstrap.md`` for the resampling
 
 from __future__ import annotations
 
+import itertools
 import math
 import secrets
 import warnings as _warnings
@@ -41,7 +42,8 @@ RESAMPLING = ("multinomial", "poisson", "blb")
 """Resampling schemes accepted by :func:`bootstrap_ci`."""
 
 BLB_GAMMA = 0.7
-"""Bag of Little Bootstraps: a group of ``m`` units is subsampled to about ``max(m**BLB_GAMMA, BLB_MIN_SUBSET)``."""
+"""Bag of Little Bootstraps: a group of ``m`` units is subsampled to about ``max(m**gamma, min_subset)``
+(``gamma = BLB_GAMMA``; rounded to a power-of-two keep rate)."""
 
 BLB_MIN_SUBSET = 1000
 """Bag of Little Bootstraps: groups smaller than this are kept whole (plain Poisson bootstrap)."""
@@ -458,7 +460,8 @@ def _as_values(values: Any) -> np.ndarray:
         first = int(np.flatnonzero(bad)[0])
         kind = "NaN" if np.isnan(arr[first]) else "an infinite value"
         raise ValueError(
-            f"`values` must be finite; found {int(bad.sum())} NaN or infinite value(s), {kind} at index {first}"
+            f"`values` must be finite; found {int(bad.sum())} NaN or infinite value(s), "
+            f"{kind} at index {first}"
         )
     return np.ascontiguousarray(arr)
 
@@ -689,7 +692,8 @@ def engine_intervals(
         raise ValueError(f"`effects` must be a non-empty 1-D array; got shape {arr.shape}")
     if len(group_codes) != len(n_groups):
         raise ValueError(
-            f"`group_codes` and `n_groups` must have the same length; got {len(group_codes)} and {len(n_groups)}"
+            "`group_codes` and `n_groups` must have the same length; "
+            f"got {len(group_codes)} and {len(n_groups)}"
         )
     codes = []
     for k, (c, g) in enumerate(zip(group_codes, n_groups, strict=True)):
@@ -714,10 +718,10 @@ def engine_intervals(
         ci_high=float(hi[0]),
         standard_error=float(se[0]),
         resampling=resampling,
-        group_ci_low=tuple(lo[a:b].copy() for a, b in zip(bounds[:-1], bounds[1:], strict=True)),
-        group_ci_high=tuple(hi[a:b].copy() for a, b in zip(bounds[:-1], bounds[1:], strict=True)),
+        group_ci_low=tuple(lo[a:b].copy() for a, b in itertools.pairwise(bounds)),
+        group_ci_high=tuple(hi[a:b].copy() for a, b in itertools.pairwise(bounds)),
         warnings=tuple(messages),
-        group_standard_errors=tuple(se[a:b].copy() for a, b in zip(bounds[:-1], bounds[1:], strict=True)),
+        group_standard_errors=tuple(se[a:b].copy() for a, b in itertools.pairwise(bounds)),
     )
 
 

@@ -86,8 +86,9 @@ def poisson_cdf_tables(
     ``thresholds[offsets[l]:offsets[l + 1]]``: ``floor(F(k) * 2**64)`` for ``k = 0, 1, ...`` up to
     ``lam + 14 sqrt(lam) + 30`` (``F`` the CDF; the last entry is saturated, truncating a tail below 1e-40).
     A 64-bit draw ``r`` maps to the smallest ``k`` with ``r < thresholds[k]``. The guide table
-    ``guide[guide_offsets[l]:guide_offsets[l + 1]]`` (a power of two, ``2**g`` entries) holds, for each value of
-    the top ``g`` bits of ``r``, the smallest ``k`` that can answer, so a draw takes one or two comparisons.
+    ``guide[guide_offsets[l]:guide_offsets[l + 1]]`` (a power of two, ``2**g`` entries) holds, for each value
+    of the top ``g`` bits of ``r``, the smallest ``k`` that can answer, so a draw takes one or two
+    comparisons.
     """
     thresholds = []
     guides = []
@@ -176,7 +177,10 @@ def quantize(values, center, scale):
 
 @njit(cache=True)
 def sort_by_cell(cells, n_cells):
-    """Stable counting sort of rows by cell: ``(order, starts)`` with cell ``c`` at ``order[starts[c]:starts[c+1]]``."""
+    """Stable counting sort of rows by cell.
+
+    Returns ``(order, starts)``: the rows of cell ``c`` are ``order[starts[c]:starts[c + 1]]``.
+    """
     n = cells.shape[0]
     starts = np.zeros(n_cells + 1, dtype=np.int64)
     for i in range(n):
@@ -194,7 +198,7 @@ def sort_by_cell(cells, n_cells):
 
 @njit(parallel=True, cache=True)
 def gather_sorted(q, order, offset):
-    """``(q[order], mix64(offset + order))``: the sorted fixed-point values and their hashed global indices."""
+    """``(q[order], mix64(offset + order))``: sorted fixed-point values and their hashed global indices."""
     n = order.shape[0]
     qs = np.empty(n, dtype=np.int64)
     ms = np.empty(n, dtype=np.uint64)
