@@ -234,6 +234,7 @@ class TimeCacheLookup:
             raise NotImplementedError(f"no redis-server at {redis_test_url()}")
         self.cache = make_cache(backend)
         self.request = make_request()
+        self.miss_request = make_request(seed=8)
         self.result = make_result()
         self.cache.put_sync(self.result, request=self.request)
         self.cache.get_sync(self.request)  # warm-up (connection, script load)
@@ -246,7 +247,7 @@ class TimeCacheLookup:
         self.cache.get_sync(self.request)
 
     def time_miss(self, backend: str) -> None:
-        self.cache.get_sync(make_request(seed=8))
+        self.cache.get_sync(self.miss_request)
 
     def time_store(self, backend: str) -> None:
         self.cache.put_sync(self.result, request=self.request)
