@@ -892,15 +892,18 @@ class SimulationCache:
 
     def _ok(self) -> None:
         self._breaker.success()
-        if self._degraded:
-            self._degraded = False
-            logger.info("simulation cache backend %r answers again", self.backend.name)
+        if self._degraded:  # unlocked fast path; the flip itself happens once, under the lock
+            with self._stats_lock:
+                recovered, self._degraded = self._degraded, False
+            if recovered:
+                logger.info("simulation cache backend %r answers again", self.backend.name)
 
     def _failed(self, exc: BaseException, op: str) -> _Unavailable:
-        self._count("errors")
         opened = self._breaker.failure()
-        if not self._degraded:
-            self._degraded = True
+        with self._stats_lock:
+            self._counts["errors"] += 1
+            first, self._degraded = not self._degraded, True
+        if first:
             logger.warning(
                 "simulation cache %s failed on backend %r (%s: %s); continuing without the cache",
                 op,
