@@ -22,11 +22,13 @@ from .models import (
     TwinType,
 )
 from .population import TwinPopulation
+from .simulation_cache import CacheStats, SimulationCache, SimulationCacheConfig
 from .simulation_engine import SimulationEngine
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "CacheStats",
     "ConfigError",
     "DigitalTwin",
     "EffectHeterogeneity",
@@ -36,6 +38,8 @@ __all__ = [
     "InterventionConfig",
     "InterventionType",
     "PopulationFilter",
+    "SimulationCache",
+    "SimulationCacheConfig",
     "SimulationEngine",
     "SimulationRecommendation",
     "SimulationRequest",
