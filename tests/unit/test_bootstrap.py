@@ -58,6 +58,18 @@ class TestKernelsAgainstReference:
         for g in range(starts.shape[0] - 1):
             assert np.isnan(got[g]).all() == (starts[g + 1] == starts[g])
 
+    def test_multinomial_gather_fallback_equals_counting(self):
+        x = _data(300, seed=2)
+        key = tb._key(3, STREAM_BOOTSTRAP)
+        starts = np.array([0, 7, 300], dtype=np.int64)
+        means = kb.multinomial_means(x, starts, key, 5)
+        half = np.uint64(150)
+        for b in range(5):
+            for g in range(2):
+                lo, hi = int(starts[g]), int(starts[g + 1])
+                s = kb.multinomial_group_sum_gather(x, lo, hi, key, np.uint64(b) * half)
+                np.testing.assert_allclose(s / (hi - lo), means[g, b], rtol=KERNEL_RTOL)
+
     def test_poisson_weight_table(self):
         table = kb.poisson1_table()
         np.testing.assert_array_equal(table, nb.poisson1_weight_table())
