@@ -126,8 +126,8 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
         print(format_table(results), file=out)
         print(file=out)
         print(
-            f"CI: {results[0].confidence_level:.0%} {results[0].ci_method}; effects are "
-            f"{results[0].effect_provenance} priors; n / arm = sample size per arm for the real A/B test.",
+            f"CI: {results[0].confidence_level:.0%} {results[0].ci_method}; effect model: "
+            f"{results[0].effect_provenance}; n / arm = sample size per arm for the real A/B test.",
             file=out,
         )
     return 0
