@@ -2,8 +2,10 @@
 
     /work/main/.venv/bin/python -m benchmarks.run_table [--rounds 15] [--no-10m]
 
-Every configuration is timed after a warm-up call, interleaved round by round with the others (a slow
-phase of a shared machine hits all of them alike); the table gives medians and ratios. The peak RSS of a
+Every configuration is timed after a warm-up call, interleaved round by round with the configuration it is
+compared with (heterogeneity on/off at one size; the loop and the kernel; the engine and its
+logging-removed variant), so a slow phase of a shared machine hits both alike; the table gives medians
+and ratios. The peak RSS of a
 10 000 000-twin simulation is measured in a fresh subprocess (imports + building the population + one
 simulation), as ``ru_maxrss``.
 """
@@ -78,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     sizes = [10_000, 50_000, 1_000_000] + ([] if args.no_10m else [10_000_000])
     engines = {n: engine_for(hcp_population(n, seed=0)) for n in sizes}
-    calls: dict[str, Any] = {}
+    sim_times: dict[str, np.ndarray] = {}
     for n, engine in engines.items():
+        calls: dict[str, Any] = {}
         for het in (True, False):
             result = engine.simulate(EMAIL, seed=SEED, calculate_heterogeneity=het)  # warm-up + check
             expected = expected_ate(engine.population, EMAIL)
@@ -88,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             calls[f"{n}|{het}"] = lambda e=engine, h=het: e.simulate(
                 EMAIL, seed=SEED, calculate_heterogeneity=h
             )
-    sim_times = interleaved_times(calls, args.rounds)
+        # Heterogeneity on/off interleaved per size; sizes in blocks (interleaving 10 k-twin calls with
+        # 10 M-twin calls slowed the small ones many-fold on the loaded machine).
+        sim_times.update(interleaved_times(calls, args.rounds))
 
     # The per-twin baseline at 50 000 twins, interleaved with the kernel on the same twins.
     pop50 = engines[50_000].population
