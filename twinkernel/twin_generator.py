@@ -943,7 +943,7 @@ class TwinGenerator:
                 raise ValueError(
                     f"feature {c!r} is a copy of the target {target_col!r}; remove it from `feature_cols`"
                 )
-            for ordered_by, values, what in ((y, x, "a deterministic function of"), (x, y, "determines")):
+            for ordered_by, values, what in ((y, x, "is a deterministic function of"), (x, y, "determines")):
                 okk = ok & np.isfinite(ordered_by)
                 o = np.argsort(ordered_by[okk], kind="stable")
                 v = values[okk][o]
@@ -1018,7 +1018,7 @@ class TwinGenerator:
             uniq = ent.unique().sort()
             n_valid = max(1, math.ceil(test_size * uniq.len()))
             chosen = uniq[rng.permutation(uniq.len())[:n_valid]]
-            in_valid_entity = ent.is_in(chosen).to_numpy()
+            in_valid_entity = ent.is_in(chosen.implode()).to_numpy()
 
         cutoff_text = None
         after: np.ndarray | None = None
