@@ -1,0 +1,101 @@
+"""pytest-benchmark tests of the bootstrap CI kernels (issue 3, "Speed").
+
+Each benchmark also asserts what it computed (the interval holds the population mean, the standard error
+matches ``s / sqrt(n)``, BLB agrees with the exact bootstrap, segments are covered). Speed is compared as a
+ratio against ``scipy.stats.bootstrap`` measured side by side in this process; absolute times are printed
+by pytest-benchmark and gathered in ``docs/bootstrap.md`` (the machine is shared, so absolute budgets are
+not asserted here). Cases come from :mod:`benchmarks.bench_bootstrap`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.bench_bootstrap import (
+    ENGINE_DIMS,
+    analytic_se,
+    bootstrap_values,
+    engine_case,
+    interleaved_times,
+    run_engine,
+    scipy_interval,
+)
+from twinkernel.bootstrap import bootstrap_ci
+
+pytestmark = [pytest.mark.xdist_group(name="bootstrap_benchmarks")]
+
+SEED = 20_251_127
+TRUE_MEAN = 2.0  # gamma(shape 2, scale 1)
+
+
+def _check(result, x: np.ndarray, se_tolerance: float = 0.05) -> None:
+    lo, hi = result.confidence_interval
+    assert lo < result.estimate < hi
+    assert lo <= TRUE_MEAN <= hi
+    assert abs(result.standard_error / analytic_se(x) - 1.0) < se_tolerance
+
+
+@pytest.mark.parametrize("resampling", ["multinomial", "poisson"])
+def test_bca_2000_resamples_100k(benchmark, resampling):
+    x = bootstrap_values(100_000)
+    bootstrap_ci(x[:1000], n_resamples=10, resampling=resampling, seed=1)  # compile / load the cache
+    result = benchmark.pedantic(
+        bootstrap_ci,
+        args=(x,),
+        kwargs={"n_resamples": 2000, "resampling": resampling, "seed": SEED},
+        rounds=3,
+        warmup_rounds=1,
+    )
+    _check(result, x)
+
+
+@pytest.mark.parametrize(("resampling", "rounds"), [("poisson", 3), ("multinomial", 1), ("blb", 3)])
+def test_bca_1000_resamples_1m(benchmark, resampling, rounds):
+    x = bootstrap_values(1_000_000)
+    bootstrap_ci(x[:1000], n_resamples=10, resampling=resampling, seed=1)
+    result = benchmark.pedantic(
+        bootstrap_ci,
+        args=(x,),
+        kwargs={"n_resamples": 1000, "resampling": resampling, "seed": SEED},
+        rounds=rounds,
+        warmup_rounds=0,
+    )
+    _check(result, x, se_tolerance=0.1 if resampling == "blb" else 0.06)
+
+
+def test_blb_matches_exact_at_1m():
+    x = bootstrap_values(1_000_000)
+    exact = bootstrap_ci(x, n_resamples=1000, resampling="poisson", seed=SEED)
+    blb = bootstrap_ci(x, n_resamples=1000, resampling="blb", seed=SEED)
+    gap = np.abs(np.array(blb.confidence_interval) - np.array(exact.confidence_interval)).max()
+    assert gap < 0.3 * analytic_se(x)
+
+
+def test_engine_intervals_1m_twins_all_segments(benchmark):
+    effects, codes = engine_case(1_000_000)
+    run_engine(10_000)
+    out = benchmark.pedantic(run_engine, args=(1_000_000,), rounds=2, warmup_rounds=0)
+    assert out.resampling == "poisson"
+    assert out.ci_low < effects.mean() < out.ci_high
+    for k, g in enumerate(ENGINE_DIMS):
+        means = np.bincount(codes[k], weights=effects, minlength=g) / np.bincount(codes[k], minlength=g)
+        assert (out.group_ci_low[k] < means).all() and (means < out.group_ci_high[k]).all()
+
+
+@pytest.mark.parametrize(("n", "method"), [(10_000, "bca"), (100_000, "percentile")])
+def test_speedup_against_scipy(n, method):
+    x = bootstrap_values(n)
+    bootstrap_ci(x, n_resamples=2000, method=method, resampling="poisson", seed=SEED)
+    times = interleaved_times(
+        {
+            "ours": lambda: bootstrap_ci(x, n_resamples=2000, method=method, resampling="poisson", seed=SEED),
+            "scipy": lambda: scipy_interval(x, method, 2000),
+        },
+        2,
+    )
+    speedup = float(np.median(times["scipy"]) / np.median(times["ours"]))
+    ours = bootstrap_ci(x, n_resamples=2000, method=method, resampling="poisson", seed=SEED)
+    theirs = scipy_interval(x, method, 2000)
+    assert np.abs(np.array(ours.confidence_interval) - np.array(theirs)).max() < 0.25 * analytic_se(x)
+    assert speedup >= (20.0 if method == "bca" else 5.0), f"speed-up {speedup:.1f}x"
