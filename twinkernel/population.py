@@ -86,19 +86,42 @@ def _as_numpy(s: pl.Series) -> np.ndarray:
     return s.rechunk().to_numpy()
 
 
-def _enum_from_strings(s: pl.Series, default: str, forced: Sequence[str] | None = None) -> pl.Series:
-    """Encode a column as a polars Enum; nulls take ``default``.
+def _encode_category(
+    s: pl.Series, default: str, forced: Sequence[str] | None = None, normalise: bool = False
+) -> pl.Series:
+    """Encode a column as a polars Enum without materialising per-row strings; nulls take ``default``.
 
-    With ``forced`` the categories are fixed (stable codes across frames) and any value outside them
-    becomes ``"other"``; otherwise the categories are the sorted distinct values.
+    Only the distinct labels are handled in Python: rows are mapped through a small code lookup. With
+    ``forced`` the categories are fixed (stable codes across frames) and any label outside them becomes
+    ``"other"``; ``normalise`` strips and lower-cases labels before matching. Otherwise the categories are
+    the sorted distinct labels (plus ``default`` when there are nulls).
     """
-    if s.dtype == pl.Enum and forced is None and s.null_count() == 0:
+    has_nulls = s.null_count() > 0
+    if s.dtype == pl.Enum and forced is None and not has_nulls:
         return s
-    strings = s.cast(pl.String).fill_null(default)
+    if s.dtype == pl.Enum or s.dtype == pl.Categorical:
+        labels = s.dtype.categories.to_list()
+        physical = s.to_physical()
+    else:
+        strings = s if s.dtype == pl.String else s.cast(pl.String)
+        labels = strings.drop_nulls().unique().sort().to_list()
+        physical = strings.replace_strict(labels, list(range(len(labels))), return_dtype=pl.UInt32)
     if forced is not None:
-        strings = strings.replace_strict({k: k for k in forced}, default="other", return_dtype=pl.String)
-        return strings.cast(pl.Enum(list(forced)))
-    return strings.cast(pl.Enum(sorted(strings.unique().to_list())))
+        target = list(forced)
+        index = {t: i for i, t in enumerate(target)}
+        other = index["other"]
+        lut = [index.get(lab.strip().lower() if normalise else lab, other) for lab in labels]
+    elif s.dtype == pl.Enum:
+        target = labels + ([default] if default not in labels else [])
+        lut = list(range(len(labels)))
+    else:
+        target = sorted(set(labels) | ({default} if has_nulls else set()))
+        index = {t: i for i, t in enumerate(target)}
+        lut = [index[lab] for lab in labels]
+    dtype = np.uint8 if len(target) <= 256 else np.uint32
+    table = np.asarray([*lut, target.index(default) if has_nulls else 0], dtype=dtype)
+    codes = table[_as_numpy(physical.fill_null(len(labels)).cast(pl.UInt32))]
+    return pl.Series(s.name, codes).cat.to(pl.Enum(target))
 
 
 class TwinPopulation:
@@ -215,32 +238,36 @@ class TwinPopulation:
 
         for name in _FLOAT_COLUMNS:
             if name in frame.columns:
-                s = frame[name].cast(pl.Float64, strict=False)
-                s = s.fill_nan(None)
+                s = frame[name]
+                if s.dtype != pl.Float64:
+                    s = s.cast(pl.Float64, strict=False)
+                if s.is_nan().any():
+                    s = s.fill_nan(None)
             else:
-                s = (
-                    pl.Series(name, [None] * n, dtype=pl.Float64)
-                    if n
-                    else pl.Series(name, [], dtype=pl.Float64)
-                )
+                s = pl.Series(name, np.full(n, np.nan)).fill_nan(None)
             mark_nulls(name, s)
-            cols[name] = s.fill_null(float(getattr(defaults, name))).alias(name)
+            if s.null_count():
+                s = s.fill_null(float(getattr(defaults, name)))
+            cols[name] = s.alias(name)
 
         for name, dtype in _INT_COLUMNS.items():
             if name in frame.columns:
                 s = frame[name]
                 if s.dtype.is_float():
                     s = s.fill_nan(None).round(0)
-                s = s.cast(dtype, strict=False)
+                if s.dtype != dtype:
+                    s = s.cast(dtype, strict=False)
             else:
                 s = pl.Series(name, [None] * n, dtype=dtype)
             mark_nulls(name, s)
-            cols[name] = s.fill_null(int(getattr(defaults, name))).alias(name)
+            if s.null_count():
+                s = s.fill_null(int(getattr(defaults, name)))
+            cols[name] = s.alias(name)
 
         for name in _CATEGORY_COLUMNS:
             s = frame[name] if name in frame.columns else pl.Series(name, [None] * n, dtype=pl.String)
             mark_nulls(name, s)
-            cols[name] = _enum_from_strings(s, getattr(defaults, name)).alias(name)
+            cols[name] = _encode_category(s, getattr(defaults, name)).alias(name)
 
         s = (
             frame["adoption_stage"]
@@ -248,13 +275,8 @@ class TwinPopulation:
             else pl.Series("adoption_stage", [None] * n, dtype=pl.String)
         )
         mark_nulls("adoption_stage", s)
-        if s.dtype != pl.String and s.dtype != pl.Enum and s.dtype != pl.Categorical:
-            s = s.cast(pl.String)
-        if s.dtype == pl.Categorical or s.dtype == pl.Enum:
-            s = s.cast(pl.String)
-        s = s.str.strip_chars().str.to_lowercase()
-        cols["adoption_stage"] = _enum_from_strings(
-            s, defaults.adoption_stage, forced=ADOPTION_CATEGORIES
+        cols["adoption_stage"] = _encode_category(
+            s, defaults.adoption_stage, forced=ADOPTION_CATEGORIES, normalise=True
         ).alias("adoption_stage")
 
         ordered = [

@@ -211,14 +211,6 @@ def test_simulate_memory_overhead_10m(peak_10m: dict[str, Any]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine miss (reported in docs/performance.md): TwinPopulation._normalise round-trips "
-        "adoption_stage through String columns (cast, strip_chars, to_lowercase, replace_strict), "
-        "~850 MB transient at 10 M twins, so building + simulating peaks at ~1.6 GB"
-    ),
-)
 def test_peak_memory_under_limit(peak_10m: dict[str, Any]) -> None:
     """Peak RSS of a process that builds 10 M twins and simulates them stays under 1.5 GB (issue 2)."""
     assert peak_10m["status"] == "completed" and peak_10m["twin_count"] == 10_000_000
