@@ -175,6 +175,8 @@ class TwinPopulation:
         self.frame, self._columns = self._normalise(frame)
         self._fingerprint: str | None = None
         self._has_defaults: bool | None = None
+        self._segment_offsets: np.ndarray | None = None
+        self._baseline_mean: float | None = None
 
     # --- construction ------------------------------------------------------------------------------------
     @classmethod
@@ -350,6 +352,25 @@ class TwinPopulation:
 
     def __len__(self) -> int:
         return self.frame.height
+
+    @property
+    def segment_offsets(self) -> np.ndarray:
+        """Start of each segment dimension's groups in the kernels' flat group axis (plus the total)."""
+        if self._segment_offsets is None:
+            sizes = [len(labels) for labels in self._columns.segment_labels]
+            offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+            offsets[1:] = np.cumsum(sizes)
+            offsets.setflags(write=False)
+            self._segment_offsets = offsets
+        return self._segment_offsets
+
+    @property
+    def baseline_mean(self) -> float:
+        """Mean baseline outcome of the whole population (a shift that keeps sums well conditioned)."""
+        if self._baseline_mean is None:
+            baseline = self._columns.baseline
+            self._baseline_mean = float(baseline.mean()) if baseline.size else 0.0
+        return self._baseline_mean
 
     @property
     def has_defaults(self) -> bool:

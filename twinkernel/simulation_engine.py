@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 import secrets
@@ -20,7 +21,7 @@ from .config import TwinkernelConfig, get_config
 from .effect_model import EffectModel, EffectParameters
 from .kernels import KERNEL_VERSION
 from .kernels import effects as K
-from .kernels.stats import grouped_moments, moments
+from .kernels.stats import combine_columns, combine_grouped, shifted_variance
 from .models import (
     EffectHeterogeneity,
     InterventionConfig,
@@ -399,40 +400,58 @@ class SimulationEngine:
         if debug_trace or trace_logger.isEnabledFor(logging.DEBUG):
             self._emit_trace(sel, p, seed, force=debug_trace)
 
-        # Individual effects.
+        # One fused pass: effects, their moments, the baseline's moments and the per-segment sums.
         t = time.perf_counter()
         c = self.population.kernel_columns
-        chunk = sim.kernel_chunk_size
         effects = np.empty(sel.n, dtype=np.float64)
         use_index = sel.index is not None
-        index = sel.index if use_index else _EMPTY_INDEX
-        counts = K.individual_effects(
+        offsets = self.population.segment_offsets
+        cap = p.value(K.P_CAP)
+        # Sums are taken about a shift near the mean so the variance does not lose precision.
+        effect_shift = min(
+            cap,
+            max(
+                -cap,
+                p.value(K.P_BASE) * p.value(K.P_INTENSITY) * p.value(K.P_DURATION) * p.value(K.P_CHANNEL),
+            ),
+        )
+        baseline_shift = self.population.baseline_mean
+        counts, sums, groups = K.simulate_pass(
             c.decile,
             c.engagement,
             c.adoption,
             c.tier,
             c.peer,
             c.propensity,
-            index,
+            c.baseline,
+            sel.index if use_index else _EMPTY_INDEX,
             use_index,
             p.params,
             p.adoption_multipliers,
             p.tier_multipliers,
             np.uint64(seed),
-            chunk,
+            sim.kernel_chunk_size,
+            c.segment_codes,
+            offsets,
+            int(offsets[-1]),
+            calculate_heterogeneity,
+            effect_shift,
+            baseline_shift,
             effects,
-        ).sum(axis=0)
-        timings["effects_ms"] = (time.perf_counter() - t) * 1e3
-
-        # Moments and the population interval.
-        t = time.perf_counter()
-        n, ate, var = moments(effects, None, chunk)
-        sd = math.sqrt(var)
-        se = sd / math.sqrt(n)
-        _, _, baseline_var = moments(c.baseline, sel.index, chunk)
-        timings["moments_ms"] = (time.perf_counter() - t) * 1e3
+        )
+        timings["kernel_ms"] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
+        counts = counts.sum(axis=0)
+        totals = combine_columns(sums)
+        n = sel.n
+        if totals[K.S_EFFECT_MIN] == totals[K.S_EFFECT_MAX]:
+            ate, var = float(totals[K.S_EFFECT_MIN]), 0.0  # constant effects: exactly zero spread
+        else:
+            ate = effect_shift + totals[K.S_EFFECT_SUM] / n
+            var = shifted_variance(totals[K.S_EFFECT_SUM], totals[K.S_EFFECT_SQ], n)
+        baseline_var = shifted_variance(totals[K.S_BASELINE_SUM], totals[K.S_BASELINE_SQ], n)
+        se = math.sqrt(var) / math.sqrt(n)
         boot = None
         if method == "analytic":
             crit = self._critical_value(n, confidence_level)
@@ -449,7 +468,9 @@ class SimulationEngine:
         heterogeneity = EffectHeterogeneity()
         if calculate_heterogeneity:
             t = time.perf_counter()
-            heterogeneity = self._heterogeneity(effects, sel, ate, confidence_level, boot)
+            gn, gmean, gvar = combine_grouped(groups, effect_shift)
+            dims = [(gn[a:b], gmean[a:b], gvar[a:b]) for a, b in itertools.pairwise(offsets)]
+            heterogeneity = self._heterogeneity(dims, confidence_level, boot)
             timings["heterogeneity_ms"] = (time.perf_counter() - t) * 1e3
 
         # Decision quantities.
@@ -582,12 +603,10 @@ class SimulationEngine:
         )
 
     def _heterogeneity(
-        self, effects: np.ndarray, sel: _Selection, ate: float, confidence_level: float, boot: Any
+        self, dims: list[tuple[np.ndarray, np.ndarray, np.ndarray]], confidence_level: float, boot: Any
     ) -> EffectHeterogeneity:
         c = self.population.kernel_columns
         sim = self.config.simulation
-        n_groups = [len(labels) for labels in c.segment_labels]
-        dims = grouped_moments(effects, c.segment_codes, n_groups, sel.index, ate, sim.kernel_chunk_size)
         out: dict[str, dict[str, dict[str, float | int]]] = {}
         for k, (field, labels, (gn, gmean, gvar)) in enumerate(
             zip(_SEGMENT_FIELDS, c.segment_labels, dims, strict=True)

@@ -278,3 +278,88 @@ class TestDeterminism:
         _rng.fill_standard_normal(seed, 1, start + n - 1, b)
         assert a[-1] == b[0]
         assert np.isfinite(a).all()
+
+
+class TestFusedPass:
+    @pytest.mark.parametrize("with_index", [False, True])
+    def test_matches_separate_kernels_and_reference(self, make_engine, with_index):
+        engine = make_engine(2500, seed=13)
+        pop = engine.population
+        c = pop.kernel_columns
+        p = engine.effect_model.parameters(InterventionConfig(intervention_type="speaker_program_invitation"))
+        rng = np.random.default_rng(4)
+        index = np.sort(rng.choice(2500, 1300, replace=False)).astype(np.int64) if with_index else None
+        n = 1300 if with_index else 2500
+        out = np.empty(n)
+        offsets = pop.segment_offsets
+        counts, sums, groups = K.simulate_pass(
+            c.decile,
+            c.engagement,
+            c.adoption,
+            c.tier,
+            c.peer,
+            c.propensity,
+            c.baseline,
+            EMPTY if index is None else index,
+            with_index,
+            p.params,
+            p.adoption_multipliers,
+            p.tier_multipliers,
+            np.uint64(7),
+            256,
+            c.segment_codes,
+            offsets,
+            int(offsets[-1]),
+            True,
+            0.1,
+            0.3,
+            out,
+        )
+        plain, plain_counts = _effects(pop, p, index, seed=7, chunk=256)
+        np.testing.assert_array_equal(out, plain)
+        np.testing.assert_array_equal(counts, plain_counts)
+        rows = np.arange(2500) if index is None else index
+        assert sums[:, K.S_EFFECT_SUM].sum() == pytest.approx((plain - 0.1).sum(), rel=1e-12)
+        assert sums[:, K.S_EFFECT_SQ].sum() == pytest.approx(((plain - 0.1) ** 2).sum(), rel=1e-12)
+        assert sums[:, K.S_BASELINE_SUM].sum() == pytest.approx((c.baseline[rows] - 0.3).sum(), rel=1e-10)
+        assert sums[:, K.S_EFFECT_MIN].min() == plain.min() and sums[:, K.S_EFFECT_MAX].max() == plain.max()
+        from twinkernel.kernels.stats import combine_grouped
+
+        gn, gmean, gvar = combine_grouped(groups, 0.1)
+        ref = naive.grouped_moments(plain, c.segment_codes, [len(x) for x in c.segment_labels], index)
+        for k, (rn, rm, rv) in enumerate(ref):
+            a, b = offsets[k], offsets[k + 1]
+            np.testing.assert_array_equal(gn[a:b], rn)
+            np.testing.assert_allclose(gmean[a:b], rm, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(gvar[a:b], rv, rtol=1e-8, atol=1e-15)
+
+    def test_groups_skipped_when_not_asked(self, make_engine):
+        engine = make_engine(300)
+        c = engine.population.kernel_columns
+        p = engine.effect_model.parameters(InterventionConfig(intervention_type="email_campaign"))
+        out = np.empty(300)
+        offsets = engine.population.segment_offsets
+        _, _, groups = K.simulate_pass(
+            c.decile,
+            c.engagement,
+            c.adoption,
+            c.tier,
+            c.peer,
+            c.propensity,
+            c.baseline,
+            EMPTY,
+            False,
+            p.params,
+            p.adoption_multipliers,
+            p.tier_multipliers,
+            np.uint64(1),
+            128,
+            c.segment_codes,
+            offsets,
+            int(offsets[-1]),
+            False,
+            0.0,
+            0.0,
+            out,
+        )
+        assert groups.shape == (3, 0, 3)

@@ -538,7 +538,9 @@ class TestSelectionAndResult:
         assert result.effect_provenance == "prior"
         assert result.model_id == "test-model" and result.brand == "Kisqali"
         assert result.memory_usage_mb > 0
-        assert {"select_ms", "effects_ms", "moments_ms", "total_ms"} <= set(result.timings_ms)
+        assert {"select_ms", "kernel_ms", "interval_ms", "heterogeneity_ms", "total_ms"} <= set(
+            result.timings_ms
+        )
         from twinkernel import SimulationResult
 
         assert SimulationResult.model_validate_json(result.model_dump_json()) == result

@@ -268,3 +268,108 @@ def individual_effects_traced(
         for k in range(N_COUNTERS):
             counts[c, k] = flags[k]
     return counts
+
+
+# --- the fused simulation pass -------------------------------------------------------------------------
+S_EFFECT_SUM = 0  # sum(effect - effect_shift)
+S_EFFECT_SQ = 1  # sum((effect - effect_shift) ** 2)
+S_BASELINE_SUM = 2  # sum(baseline - baseline_shift)
+S_BASELINE_SQ = 3
+S_EFFECT_MIN = 4
+S_EFFECT_MAX = 5
+N_SUMS = 6
+
+
+@njit(parallel=True, cache=True)
+def simulate_pass(
+    decile,
+    engagement,
+    adoption,
+    tier,
+    peer,
+    propensity,
+    baseline,
+    index,
+    use_index,
+    params,
+    adoption_mult,
+    tier_mult,
+    seed,
+    chunk,
+    codes,
+    offsets,
+    total_groups,
+    with_groups,
+    effect_shift,
+    baseline_shift,
+    out,
+):
+    """Effects, their moments, the baseline's moments and per-segment sums in one pass over the twins.
+
+    Fills ``out`` as :func:`individual_effects` does and returns three per-chunk tables (chunks of fixed
+    size ``chunk``, so the caller's in-order combination is the same for any thread count):
+
+    - ``counts`` ``(n_chunks, N_COUNTERS)`` int64 clamp counters;
+    - ``sums`` ``(n_chunks, N_SUMS)``: shifted sums and squares of effects and baselines, effect min / max;
+    - ``groups`` ``(n_chunks, total_groups, 3)``: per segment count, ``sum(effect - effect_shift)`` and
+      its square (all zeros when ``with_groups`` is False). ``codes`` is a tuple of same-dtype code arrays
+      indexed by population row; dimension ``k`` owns groups ``offsets[k] .. offsets[k + 1] - 1``.
+    """
+    n = out.shape[0]
+    n_chunks = (n + chunk - 1) // chunk
+    counts = np.zeros((n_chunks, N_COUNTERS), dtype=np.int64)
+    sums = np.zeros((n_chunks, N_SUMS), dtype=np.float64)
+    groups = np.zeros((n_chunks, total_groups if with_groups else 0, 3), dtype=np.float64)
+    n_dims = len(codes)
+    key = key_for(seed, STREAM_EFFECT_NOISE)
+    for c in prange(n_chunks):
+        mods = np.empty(N_MODIFIERS, dtype=np.float64)
+        flags = np.zeros(N_COUNTERS, dtype=np.int64)
+        s_e = 0.0
+        s_ee = 0.0
+        s_b = 0.0
+        s_bb = 0.0
+        lo = np.inf
+        hi = -np.inf
+        for j in range(c * chunk, min(n, (c + 1) * chunk)):
+            i = index[j] if use_index else j
+            e = _twin_effect(
+                i,
+                decile,
+                engagement,
+                adoption,
+                tier,
+                peer,
+                propensity,
+                params,
+                adoption_mult,
+                tier_mult,
+                key,
+                mods,
+                flags,
+            )
+            out[j] = e
+            d = e - effect_shift
+            dd = d * d
+            s_e += d
+            s_ee += dd
+            b = baseline[i] - baseline_shift
+            s_b += b
+            s_bb += b * b
+            lo = min(lo, e)
+            hi = max(hi, e)
+            if with_groups:
+                for k in range(n_dims):
+                    g = offsets[k] + np.int64(codes[k][i])
+                    groups[c, g, 0] += 1.0
+                    groups[c, g, 1] += d
+                    groups[c, g, 2] += dd
+        sums[c, S_EFFECT_SUM] = s_e
+        sums[c, S_EFFECT_SQ] = s_ee
+        sums[c, S_BASELINE_SUM] = s_b
+        sums[c, S_BASELINE_SQ] = s_bb
+        sums[c, S_EFFECT_MIN] = lo
+        sums[c, S_EFFECT_MAX] = hi
+        for k in range(N_COUNTERS):
+            counts[c, k] = flags[k]
+    return counts, sums, groups

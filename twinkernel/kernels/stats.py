@@ -45,6 +45,27 @@ def combine_sums(partials):
     return s1, s2
 
 
+@njit(cache=True)
+def combine_columns(partials):
+    """Combine per-chunk rows in order: columns 0..3 are added, column 4 is a minimum, column 5 a maximum."""
+    out = np.zeros(partials.shape[1], dtype=np.float64)
+    out[4] = np.inf
+    out[5] = -np.inf
+    for c in range(partials.shape[0]):
+        for k in range(4):
+            out[k] += partials[c, k]
+        out[4] = min(out[4], partials[c, 4])
+        out[5] = max(out[5], partials[c, 5])
+    return out
+
+
+def shifted_variance(s1: float, s2: float, n: int) -> float:
+    """Sample variance (n - 1) from the sums of shifted values and of their squares; 0.0 when n < 2."""
+    if n < 2:
+        return 0.0
+    return max(float(s2) - float(s1) * float(s1) / n, 0.0) / (n - 1)
+
+
 def moments(x, index=None, chunk=8192):
     """``(n, mean, variance)`` of ``x`` (or ``x[index]``), bit-identical for any thread count.
 
