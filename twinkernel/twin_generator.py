@@ -594,7 +594,7 @@ class TwinGenerator:
     >>> from twinkernel import synthetic
     >>> world = synthetic.hcp_world(3000, months=4, seed=0)
     >>> gen = TwinGenerator("hcp", "Kisqali")
-    >>> metrics = gen.train(synthetic.hcp_training_frame(world), "brand_share")
+    >>> metrics = gen.train(synthetic.hcp_training_frame(world), "brand_share", time_col="month")
     >>> pop = gen.generate(1000, constraints={"decile": 3}, seed=1)
     >>> pop.n, set(pop.frame["decile"].to_list())
     (1000, {3})
@@ -736,7 +736,7 @@ class TwinGenerator:
         --------
         >>> from twinkernel import synthetic
         >>> world = synthetic.hcp_world(2000, months=4, seed=0)
-        >>> m = TwinGenerator().train(synthetic.hcp_training_frame(world), "brand_share")
+        >>> m = TwinGenerator().train(synthetic.hcp_training_frame(world), "brand_share", time_col="month")
         >>> m.training_rows + m.validation_rows, m.r2 > 0.5
         (2000, True)
         """
@@ -1295,7 +1295,8 @@ class TwinGenerator:
         --------
         >>> from twinkernel import synthetic
         >>> gen = TwinGenerator()
-        >>> _ = gen.train(synthetic.hcp_training_frame(synthetic.hcp_world(2000, months=3)), "brand_share")
+        >>> frame = synthetic.hcp_training_frame(synthetic.hcp_world(2000, months=3))
+        >>> _ = gen.train(frame, "brand_share", time_col="month")
         >>> pop = gen.generate(500, constraints={"region": {"west", "midwest"}}, seed=3)
         >>> sorted(set(pop.frame["region"].to_list()))
         ['midwest', 'west']
@@ -1543,7 +1544,8 @@ class TwinGenerator:
         --------
         >>> from twinkernel import synthetic
         >>> gen = TwinGenerator()
-        >>> _ = gen.train(synthetic.hcp_training_frame(synthetic.hcp_world(3000, months=3)), "brand_share")
+        >>> frame = synthetic.hcp_training_frame(synthetic.hcp_world(3000, months=3))
+        >>> _ = gen.train(frame, "brand_share", time_col="month")
         >>> rep = gen.quality_report(gen.generate(20_000, seed=0))
         >>> rep.max_correlation_difference < 0.1
         True
