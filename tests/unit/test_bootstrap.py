@@ -58,12 +58,13 @@ class TestKernelsAgainstReference:
         for g in range(starts.shape[0] - 1):
             assert np.isnan(got[g]).all() == (starts[g + 1] == starts[g])
 
-    def test_multinomial_gather_fallback_equals_counting(self):
-        x = _data(300, seed=2)
+    def test_multinomial_gather_equals_counting(self):
+        n = kb.GATHER_MAX_ROWS + 300  # the second group is large enough for the counting path
+        x = _data(n, seed=2)
         key = tb._key(3, STREAM_BOOTSTRAP)
-        starts = np.array([0, 7, 300], dtype=np.int64)
+        starts = np.array([0, 7, n], dtype=np.int64)
         means = kb.multinomial_means(x, starts, key, 5)
-        half = np.uint64(150)
+        half = np.uint64((n + 1) // 2)
         for b in range(5):
             for g in range(2):
                 lo, hi = int(starts[g]), int(starts[g + 1])
