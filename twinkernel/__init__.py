@@ -5,6 +5,7 @@ the effect, its uncertainty, the segments it works for, a DEPLOY / REFINE / SKIP
 sample size a real test needs.
 """
 
+from . import synthetic
 from .config import ConfigError, TwinkernelConfig, get_config, load_config
 from .effect_model import EffectModel
 from .models import (
@@ -24,12 +25,14 @@ from .models import (
 from .population import TwinPopulation
 from .simulation_cache import CacheStats, SimulationCache, SimulationCacheConfig
 from .simulation_engine import SimulationEngine
+from .twin_generator import Constraint, QualityReport, TwinGenerator, TwinModelMetrics
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "CacheStats",
     "ConfigError",
+    "Constraint",
     "DigitalTwin",
     "EffectHeterogeneity",
     "EffectModel",
@@ -38,6 +41,7 @@ __all__ = [
     "InterventionConfig",
     "InterventionType",
     "PopulationFilter",
+    "QualityReport",
     "SimulationCache",
     "SimulationCacheConfig",
     "SimulationEngine",
@@ -45,10 +49,13 @@ __all__ = [
     "SimulationRequest",
     "SimulationResult",
     "SimulationStatus",
+    "TwinGenerator",
+    "TwinModelMetrics",
     "TwinPopulation",
     "TwinType",
     "TwinkernelConfig",
     "__version__",
     "get_config",
     "load_config",
+    "synthetic",
 ]

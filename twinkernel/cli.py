@@ -102,12 +102,15 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
 
     progress.start("training the twin model (leakage-safe, time-ordered validation)")
     generator = TwinGenerator("hcp", brand=args.brand, config=config)
-    metrics = generator.train(training, target_col=world.outcome_col, time_col=None)
-    progress.done(f"(R² {metrics.r2:.3f}, RMSE {metrics.rmse:.4f})")
+    metrics = generator.train(training, target_col=world.outcome_col, time_col="month")
+    progress.done(f"(validation R² {metrics.r2:.3f}, RMSE {metrics.rmse:.4f})")
 
     progress.start(f"generating {args.twins:,} twins")
     population = generator.generate(args.twins, seed=args.seed)
     progress.done()
+    progress.start("checking twins against the training data")
+    report = generator.quality_report(population)
+    progress.done(f"(largest correlation difference {report.max_correlation_difference:.3f})")
 
     engine = SimulationEngine(population, config=config)
     engine.simulate(SIX_INTERVENTIONS[0], seed=args.seed, use_cache=False)  # JIT warm-up (cached on disk)

@@ -58,6 +58,15 @@ class TwinGenerationConfig(_Section):
     default_algorithm: Literal["hist_gradient_boosting", "random_forest", "gradient_boosting"]
     cv_folds: int = Field(ge=2, le=20)
     random_state: int = Field(ge=0)
+    quantile_points: int = Field(ge=2, le=1_000_000)
+    max_discrete_levels: int = Field(ge=2, le=100_000)
+    correlation: Literal["norta", "normal_scores"]
+    gibbs_sweeps: int = Field(ge=1, le=1000)
+    test_size: float = Field(gt=0.0, lt=1.0)
+    permutation_repeats: int = Field(ge=1, le=100)
+    chunk_size: int = Field(ge=1024, le=1 << 24)
+    leakage_tolerance: float = Field(gt=0.0, lt=1.0)
+    sklearn_threads: int | None = Field(ge=1)
     propensity_heuristic: PropensityHeuristic
 
 

@@ -606,19 +606,31 @@ class TwinGenerator:
         brand: str | None = None,
         config: TwinkernelConfig | None = None,
         *,
-        quantile_points: int = 1025,
-        max_discrete_levels: int = 64,
-        correlation: Literal["norta", "normal_scores"] = "norta",
-        gibbs_sweeps: int = 25,
-        test_size: float = 0.2,
-        permutation_repeats: int = 5,
-        chunk_size: int = 131_072,
-        leakage_tolerance: float = 0.01,
-        sklearn_threads: int | None = 1,
+        quantile_points: int | None = None,
+        max_discrete_levels: int | None = None,
+        correlation: Literal["norta", "normal_scores"] | None = None,
+        gibbs_sweeps: int | None = None,
+        test_size: float | None = None,
+        permutation_repeats: int | None = None,
+        chunk_size: int | None = None,
+        leakage_tolerance: float | None = None,
+        sklearn_threads: int | Literal["config"] | None = "config",
     ) -> None:
         self.twin_type = TwinType(twin_type)
         self.brand = brand
         self.config = config or get_config()
+        # Settings not given here come from the config's twin_generation section.
+        tg = self.config.twin_generation
+        quantile_points = tg.quantile_points if quantile_points is None else quantile_points
+        max_discrete_levels = tg.max_discrete_levels if max_discrete_levels is None else max_discrete_levels
+        correlation = tg.correlation if correlation is None else correlation
+        gibbs_sweeps = tg.gibbs_sweeps if gibbs_sweeps is None else gibbs_sweeps
+        test_size = tg.test_size if test_size is None else test_size
+        permutation_repeats = tg.permutation_repeats if permutation_repeats is None else permutation_repeats
+        chunk_size = tg.chunk_size if chunk_size is None else chunk_size
+        leakage_tolerance = tg.leakage_tolerance if leakage_tolerance is None else leakage_tolerance
+        if sklearn_threads == "config":
+            sklearn_threads = tg.sklearn_threads
         if correlation not in ("norta", "normal_scores"):
             raise ValueError(f"`correlation` must be 'norta' or 'normal_scores'; got {correlation!r}")
         for name, value, low in (
