@@ -15,9 +15,10 @@ Run offline::
     asv run -E existing:/work/main/.venv/bin/python --quick --set-commit-hash $(git rev-parse HEAD) \\
         --bench bench_bootstrap
 
-The Markdown table of ``docs/bootstrap.md`` comes from::
+The Markdown tables of ``docs/bootstrap.md`` come from::
 
-    /work/main/.venv/bin/python -m benchmarks.bench_bootstrap --rounds 5
+    /work/main/.venv/bin/python -m benchmarks.bench_bootstrap --rounds 5 --scipy-rounds 1
+    /work/main/.venv/bin/python -m benchmarks.bench_bootstrap --blb-accuracy
 """
 
 from __future__ import annotations
@@ -297,11 +298,44 @@ def table_rows(rounds: int, scipy_rounds: int) -> list[tuple[str, float, float |
     return rows
 
 
+def blb_accuracy_rows(seeds: int = 5) -> list[str]:
+    """Markdown rows: BLB against the exact Poisson bootstrap (2 000 resamples), endpoint gaps in SE."""
+    rows = []
+    for n in (100_000, 1_000_000):
+        for dist in ("gamma(2)", "lognormal(0, 1)"):
+            rng = np.random.default_rng(5)
+            x = rng.gamma(2.0, size=n) if dist == "gamma(2)" else rng.lognormal(0.0, 1.0, n)
+            se = analytic_se(x)
+            for method in ("percentile", "bca"):
+                gaps, ratios = [], []
+                for seed in range(seeds):
+                    exact = bootstrap_ci(x, n_resamples=2000, method=method, resampling="poisson", seed=seed)
+                    blb = bootstrap_ci(x, n_resamples=2000, method=method, resampling="blb", seed=seed)
+                    diff = np.array(blb.confidence_interval) - np.array(exact.confidence_interval)
+                    gaps.append(np.abs(diff).max() / se)
+                    ratios.append(blb.standard_error / exact.standard_error)
+                a = bootstrap_ci(x, n_resamples=2000, method=method, resampling="poisson", seed=100)
+                b = bootstrap_ci(x, n_resamples=2000, method=method, resampling="poisson", seed=101)
+                floor = np.abs(np.array(a.confidence_interval) - np.array(b.confidence_interval)).max() / se
+                size = f"{n:_}".replace("_", " ")
+                rows.append(
+                    f"| {size} | {dist} | {method} | {np.mean(gaps):.3f} | {np.max(gaps):.3f} | {floor:.3f} "
+                    f"| {np.mean(ratios):.3f} |"
+                )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scipy-rounds", type=int, default=1, help="0 skips scipy (100k BCa: ~90 s)")
+    parser.add_argument("--blb-accuracy", action="store_true", help="print the BLB accuracy table instead")
     args = parser.parse_args()
+    if args.blb_accuracy:
+        print("| n | data | method | BLB vs exact, mean | max | exact vs exact | BLB SE / exact SE |")
+        print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+        print("\n".join(blb_accuracy_rows()))
+        return
     rows = table_rows(args.rounds, args.scipy_rounds)
     print(
         f"numba threads: {numba.get_num_threads()}, layer: {numba.threading_layer()}, "
