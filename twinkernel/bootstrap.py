@@ -20,6 +20,7 @@ warning, never NaN or an exception. See ``docs/bootstrap.md`` for the resampling
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import secrets
@@ -54,6 +55,11 @@ BLB_SUBSETS = 10
 _QUADS_PER_TASK = 8
 _GROUP_KEY_INDEX = 0xFFFFFFFFFFFFFFFF  # counter reserved for the stratified (per-group) multinomial key
 _MAX_DIRECT_CELLS = 1 << 16
+
+
+# Constant lookup tables, built once per process (the BLB tables take ~30 ms to build).
+_poisson1_table = functools.lru_cache(maxsize=1)(_kb.poisson1_table)
+_poisson_cdf_tables = functools.lru_cache(maxsize=1)(_kb.poisson_cdf_tables)
 
 
 class BootstrapWarning(UserWarning):
@@ -244,7 +250,7 @@ def _poisson_replicates(
         n_columns,
         _key(seed, STREAM_BOOTSTRAP),
         n_resamples,
-        _kb.poisson1_table(),
+        _poisson1_table(),
         _QUADS_PER_TASK,
     )
     qsum = _fold_int(_kb.cell_int_sums(q, cells, n_cells), cell_columns, n_columns)
@@ -294,7 +300,7 @@ def _blb_replicates(
     _, ms = _kb.gather_sorted(q, np.arange(n, dtype=np.int64), 0)
     levels = _blb_levels(codes, n_groups, n, gamma, min_subset)
     per_subset = -(-n_resamples // n_subsets)
-    thresholds, guide, offsets, guide_offsets = _kb.poisson_cdf_tables()
+    thresholds, guide, offsets, guide_offsets = _poisson_cdf_tables()
     sums, weights, csum, cweight, _ = _kb.blb_sums(
         q,
         ms,
