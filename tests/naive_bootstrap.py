@@ -179,7 +179,8 @@ def interval(reps: np.ndarray, estimate: float, x: np.ndarray, method: str, conf
             np.quantile(reps, alpha)
         )
     b = reps.shape[0]
-    p = (np.sum(reps < estimate) + 0.5 * np.sum(reps == estimate)) / b
+    tie = 1e-12 * (abs(estimate) + (x.max() - x.min()))  # replicates within rounding of the estimate are ties
+    p = (np.sum(reps < estimate - tie) + 0.5 * np.sum(np.abs(reps - estimate) <= tie)) / b
     z0 = ndtri(min(max(p, 0.5 / b), 1 - 0.5 / b))
     a = jackknife_acceleration(x)
     za, zb = ndtri(alpha), ndtri(1 - alpha)

@@ -366,8 +366,15 @@ def _intervals(
     accel: np.ndarray,
     method: str,
     confidence_level: float,
+    tie_scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Interval endpoints, standard errors and a 'bias correction clipped' flag for every row of ``reps``."""
+    """Interval endpoints, standard errors and a 'bias correction clipped' flag for every row of ``reps``.
+
+    ``tie_scale`` (per row, e.g. ``|estimate| + range``) sets the tie tolerance ``1e-12 * tie_scale`` of the
+    BCa bias correction; ``None`` means ``|reference|``.
+    """
+    if tie_scale is None:
+        tie_scale = np.abs(reference)
     alpha = 0.5 * (1.0 - confidence_level)
     n_rows, b = reps.shape
     srt = np.sort(reps, axis=1)
@@ -380,7 +387,12 @@ def _intervals(
         lo = 2.0 * estimate - _quantile_rows(srt, np.full(n_rows, 1.0 - alpha))
         hi = 2.0 * estimate - _quantile_rows(srt, np.full(n_rows, alpha))
     else:
-        below = (reps < reference[:, None]).sum(axis=1) + 0.5 * (reps == reference[:, None]).sum(axis=1)
+        # Replicates within rounding of the estimate are ties (count one half): with few distinct values many
+        # replicates equal the estimate, and float rounding alone must not move them to one side.
+        tie = tie_scale[:, None] * 1e-12
+        below = (reps < reference[:, None] - tie).sum(axis=1) + 0.5 * (
+            np.abs(reps - reference[:, None]) <= tie
+        ).sum(axis=1)
         prop = below / b
         clipped = (prop <= 0.0) | (prop >= 1.0)
         z0 = ndtri(np.clip(prop, 0.5 / b, 1.0 - 0.5 / b))
