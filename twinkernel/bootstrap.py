@@ -708,6 +708,9 @@ def engine_intervals(
     arr = np.ascontiguousarray(effects, dtype=np.float64)
     if arr.ndim != 1 or arr.shape[0] == 0:
         raise ValueError(f"`effects` must be a non-empty 1-D array; got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        first = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise ValueError(f"`effects` must be finite; found NaN or an infinite value at index {first}")
     if len(group_codes) != len(n_groups):
         raise ValueError(
             "`group_codes` and `n_groups` must have the same length; "

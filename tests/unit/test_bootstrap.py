@@ -217,6 +217,19 @@ class TestValidation:
                 seed=1,
                 blb_min_n=10**9,
             )
+        with pytest.raises(
+            ValueError, match=r"`effects` must be finite; found NaN or an infinite value at index 3"
+        ):
+            engine_intervals(
+                np.array([1.0, 2.0, 3.0, np.nan]),
+                [],
+                [],
+                method="bca",
+                n_resamples=10,
+                confidence_level=0.9,
+                seed=1,
+                blb_min_n=10**9,
+            )
         with pytest.raises(ValueError, match=r"`method` must be one of"):
             engine_intervals(
                 x, [], [], method="analytic", n_resamples=10, confidence_level=0.9, seed=1, blb_min_n=10**9
