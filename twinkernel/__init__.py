@@ -6,6 +6,7 @@ sample size a real test needs.
 """
 
 from . import synthetic
+from .bootstrap import BootstrapResult, BootstrapWarning, bootstrap_ci
 from .config import ConfigError, TwinkernelConfig, get_config, load_config
 from .effect_model import EffectModel
 from .models import (
@@ -30,6 +31,8 @@ from .twin_generator import Constraint, QualityReport, TwinGenerator, TwinModelM
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "BootstrapResult",
+    "BootstrapWarning",
     "CacheStats",
     "ConfigError",
     "Constraint",
@@ -55,6 +58,7 @@ __all__ = [
     "TwinType",
     "TwinkernelConfig",
     "__version__",
+    "bootstrap_ci",
     "get_config",
     "load_config",
     "synthetic",

@@ -422,6 +422,7 @@ def _finish(
     method: str,
     confidence_level: float,
     dims: Sequence[tuple[str, int, Sequence[Any] | None]],
+    report_empty: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Intervals for every column, with degenerate and empty columns handled and described in words."""
     estimate = cols.mean
@@ -448,7 +449,7 @@ def _finish(
         sl = slice(start, start + g)
         for mask, what in (
             (degenerate[sl], "fewer than two distinct values (zero-width interval)"),
-            (empty[sl], "no values (interval is NaN)"),
+            (empty[sl] & report_empty, "no values (interval is NaN)"),
             (clipped[sl] & ~degenerate[sl] & ~empty[sl], "a clipped BCa bias correction"),
         ):
             idx = np.flatnonzero(mask)
@@ -669,6 +670,9 @@ def engine_intervals(
     confidence_level: float,
     seed: int,
     blb_min_n: int,
+    dimension_names: Sequence[str] | None = None,
+    dimension_labels: Sequence[Sequence[Any]] | None = None,
+    report_empty: bool = True,
 ) -> EngineIntervals:
     """Bootstrap intervals for the mean effect and every segment of every dimension, in one pass.
 
@@ -696,6 +700,10 @@ def engine_intervals(
         Seed of the counter-based generator.
     blb_min_n : int
         Use the Bag of Little Bootstraps when ``len(effects) >= blb_min_n``.
+    dimension_names, dimension_labels : optional
+        Names of the dimensions and labels of their segments, used in warnings.
+    report_empty : bool
+        Warn about segments with no values (the engine leaves those out anyway, so it passes False).
 
     Returns
     -------
@@ -731,8 +739,14 @@ def engine_intervals(
         reps, ref = _blb_replicates(arr, codes, n_groups, seed, int(n_resamples))
     else:
         reps, ref = _poisson_replicates(arr, codes, n_groups, seed, int(n_resamples))
-    dims = [(f"dimension {k}", g, None) for k, g in enumerate(n_groups)]
-    lo, hi, se, messages = _finish(reps, ref, cols, method, float(confidence_level), dims)
+    names = (
+        list(dimension_names)
+        if dimension_names is not None
+        else [f"dimension {k}" for k in range(len(n_groups))]
+    )
+    labels = list(dimension_labels) if dimension_labels is not None else [None] * len(n_groups)
+    dims = [(names[k], g, labels[k]) for k, g in enumerate(n_groups)]
+    lo, hi, se, messages = _finish(reps, ref, cols, method, float(confidence_level), dims, report_empty)
     bounds = np.cumsum([1, *n_groups])
     return EngineIntervals(
         ci_low=float(lo[0]),

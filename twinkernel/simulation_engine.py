@@ -600,6 +600,9 @@ class SimulationEngine:
             confidence_level=confidence_level,
             seed=seed,
             blb_min_n=self.config.simulation.blb_min_n,
+            dimension_names=[f.removeprefix("by_") for f in _SEGMENT_FIELDS],
+            dimension_labels=c.segment_labels if with_groups else None,
+            report_empty=False,
         )
 
     def _heterogeneity(

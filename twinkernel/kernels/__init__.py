@@ -16,7 +16,7 @@ if _requested not in _SAFE_LAYERS:
     # "default" or "workqueue" (or nothing): choose a layer that tolerates concurrent callers.
     numba.config.THREADING_LAYER = "threadsafe"
 
-KERNEL_VERSION = "1"
+KERNEL_VERSION = "2"
 """Bumped whenever a kernel's numerical output changes (part of every cache key)."""
 
 __all__ = ["KERNEL_VERSION"]
