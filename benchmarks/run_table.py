@@ -7,7 +7,7 @@ compared with (heterogeneity on/off at one size; the loop and the kernel; the en
 logging-removed variant), so a slow phase of a shared machine hits both alike; the table gives medians
 and ratios. The peak RSS of a
 10 000 000-twin simulation is measured in a fresh subprocess (imports + building the population + one
-simulation), as ``ru_maxrss``.
+simulation), as ``VmHWM``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -42,12 +41,25 @@ REPO = Path(__file__).resolve().parents[1]
 TARGETS_MS = {50_000: 10.0, 10_000_000: 1000.0}
 
 
+def _vm_hwm() -> int:
+    """This process image's peak RSS in bytes.
+
+    Not ``ru_maxrss``: Linux carries that across fork + exec, so a child of a large parent would report
+    the parent's peak.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return -1
+
+
 def _peak_child() -> None:
     """In a fresh process: build 10 M twins, simulate once, print the process's peak RSS (JSON)."""
     population = hcp_population(10_000_000, cached=False)
-    built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    built = _vm_hwm()
     result = engine_for(population).simulate(EMAIL, seed=SEED)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _vm_hwm()
     print(json.dumps({"after_build": built, "peak": peak, "twin_count": result.twin_count}))
 
 
