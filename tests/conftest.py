@@ -18,6 +18,46 @@ REGIONS = ("midwest", "northeast", "south", "west")
 CHANNELS = ("digital", "email", "in_person")
 
 
+EMPTY_INDEX = np.empty(0, dtype=np.int64)
+
+
+def kernel_effects(population, effect_params, index=None, seed=7, chunk=64, params=None):
+    """Per-twin effects and per-chunk clamp counters from the engine's fused kernel.
+
+    ``params`` replaces the parameter vector (to drive the kernel below the API's validation bounds).
+    """
+    from twinkernel.kernels import effects as K
+
+    c = population.kernel_columns
+    n = population.n if index is None else index.shape[0]
+    out = np.empty(n)
+    offsets = population.segment_offsets
+    counts, _, _ = K.simulate_pass(
+        c.decile,
+        c.engagement,
+        c.adoption,
+        c.tier,
+        c.peer,
+        c.propensity,
+        c.baseline,
+        EMPTY_INDEX if index is None else index,
+        index is not None,
+        effect_params.params if params is None else params,
+        effect_params.adoption_multipliers,
+        effect_params.tier_multipliers,
+        np.uint64(seed),
+        chunk,
+        c.segment_codes,
+        offsets,
+        int(offsets[-1]),
+        False,
+        0.0,
+        0.0,
+        out,
+    )
+    return out, counts
+
+
 def make_population_frame(n: int, seed: int = 0) -> pl.DataFrame:
     """A seeded HCP frame with every recognised column, all values valid."""
     rng = np.random.default_rng(seed)

@@ -19,8 +19,19 @@ import polars as pl
 from .config import TwinkernelConfig, get_config
 from .models import ADOPTION_STAGES, DigitalTwin, PopulationFilter, TwinType
 
-__all__ = ["DEFAULTED_BITS", "KernelColumns", "TwinPopulation"]
+__all__ = ["DEFAULTED_BITS", "TWIN_FEATURE_COLUMNS", "KernelColumns", "TwinPopulation"]
 
+TWIN_FEATURE_COLUMNS: tuple[str, ...] = (
+    "specialty",
+    "decile",
+    "region",
+    "digital_engagement_score",
+    "adoption_stage",
+    "priority_tier",
+    "peer_influence_score",
+    "preferred_channel",
+)
+"""The twin features the effect model reads, in frame order (after ``twin_id``)."""
 ADOPTION_CATEGORIES: tuple[str, ...] = (*ADOPTION_STAGES, "other")
 """Adoption stage codes: the five known stages, then ``other`` for any unrecognised value."""
 ADOPTION_OTHER_CODE = len(ADOPTION_STAGES)
@@ -281,19 +292,7 @@ class TwinPopulation:
             s, defaults.adoption_stage, forced=ADOPTION_CATEGORIES, normalise=True
         ).alias("adoption_stage")
 
-        ordered = [
-            "twin_id",
-            "specialty",
-            "decile",
-            "region",
-            "digital_engagement_score",
-            "adoption_stage",
-            "priority_tier",
-            "peer_influence_score",
-            "preferred_channel",
-            "baseline_outcome",
-            "baseline_propensity",
-        ]
+        ordered = ["twin_id", *TWIN_FEATURE_COLUMNS, "baseline_outcome", "baseline_propensity"]
         extra = [c for c in frame.columns if c not in cols]
         out = pl.DataFrame([cols[c] for c in ordered] + [frame[c] for c in extra])
 

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from .models import ADOPTION_STAGES
+from .models import ADOPTION_STAGES, InterventionType
 
 __all__ = [
     "CHANNELS",
@@ -61,14 +61,7 @@ SPECIALTIES: tuple[str, ...] = (
 )
 PRACTICE_TYPES: tuple[str, ...] = ("academic", "hospital", "group", "solo")
 CHANNELS: tuple[str, ...] = ("in_person", "email", "digital", "phone")
-INTERVENTION_TYPES: tuple[str, ...] = (
-    "email_campaign",
-    "call_frequency_increase",
-    "speaker_program_invitation",
-    "sample_distribution",
-    "peer_influence_activation",
-    "digital_engagement",
-)
+INTERVENTION_TYPES: tuple[str, ...] = tuple(t.value for t in InterventionType)
 
 _REGION_P = np.array([0.20, 0.25, 0.21, 0.12, 0.22])
 # specialty mix by region (rows: REGIONS, columns: SPECIALTIES)

@@ -50,7 +50,7 @@ from .config import TwinkernelConfig, get_config
 from .kernels._rng import STREAM_GENERATOR
 from .kernels.copula import correlated_normals, counter_uniforms, tree_ensemble_predict
 from .models import TwinType
-from .population import TwinPopulation
+from .population import TWIN_FEATURE_COLUMNS, TwinPopulation
 
 __all__ = [
     "ALGORITHMS",
@@ -64,16 +64,7 @@ __all__ = [
 ALGORITHMS: tuple[str, ...] = ("hist_gradient_boosting", "random_forest", "gradient_boosting")
 """Outcome-model algorithms ``train`` accepts."""
 
-POPULATION_COLUMNS: tuple[str, ...] = (
-    "specialty",
-    "decile",
-    "region",
-    "digital_engagement_score",
-    "adoption_stage",
-    "priority_tier",
-    "peer_influence_score",
-    "preferred_channel",
-)
+POPULATION_COLUMNS: tuple[str, ...] = TWIN_FEATURE_COLUMNS
 """Recognised twin columns that are synthesised whenever the training data has them, features or not."""
 
 _NEVER_FEATURES = ("twin_id", "baseline_outcome", "baseline_propensity")

@@ -12,20 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import naive
-from tests.conftest import KERNEL_ATOL, KERNEL_RTOL
-from twinkernel import InterventionConfig, PopulationFilter
+from tests.conftest import KERNEL_ATOL, KERNEL_RTOL, kernel_effects
+from twinkernel import InterventionConfig, InterventionType, PopulationFilter
 from twinkernel.kernels import _rng
 from twinkernel.kernels import effects as K
 from twinkernel.kernels.stats import chunk_sums, combine_sums, grouped_moments, moments
 
-SIX = (
-    "email_campaign",
-    "call_frequency_increase",
-    "speaker_program_invitation",
-    "sample_distribution",
-    "peer_influence_activation",
-    "digital_engagement",
-)
+SIX = tuple(t.value for t in InterventionType)
 EMPTY = np.empty(0, dtype=np.int64)
 
 
@@ -38,26 +31,7 @@ def threads():
 
 
 def _effects(pop, params, index=None, seed=7, chunk=64):
-    c = pop.kernel_columns
-    n = pop.n if index is None else index.shape[0]
-    out = np.empty(n)
-    counts = K.individual_effects(
-        c.decile,
-        c.engagement,
-        c.adoption,
-        c.tier,
-        c.peer,
-        c.propensity,
-        EMPTY if index is None else index,
-        index is not None,
-        params.params,
-        params.adoption_multipliers,
-        params.tier_multipliers,
-        np.uint64(seed),
-        chunk,
-        out,
-    )
-    return out, counts
+    return kernel_effects(pop, params, index, seed, chunk)
 
 
 class TestRng:

@@ -10,10 +10,12 @@ import pytest
 from pydantic import ValidationError
 from scipy import stats
 
+from tests.conftest import kernel_effects
 from tests.naive import twin_modifiers
 from twinkernel import (
     EffectModel,
     InterventionConfig,
+    InterventionType,
     PopulationFilter,
     SimulationEngine,
     SimulationRecommendation,
@@ -24,6 +26,7 @@ from twinkernel.effect_model import duration_factor
 from twinkernel.kernels import effects as K
 
 EMAIL = InterventionConfig(intervention_type="email_campaign", channel="email")
+SIX_TYPES = tuple(t.value for t in InterventionType)
 
 
 def _uniform_population(n: int, **columns) -> TwinPopulation:
@@ -101,28 +104,11 @@ class TestEffectModifierEdgeCases:
         # Below the API boundary the kernel still behaves: intensity 0 removes the systematic effect, so
         # what remains is noise only (exactly 0 without noise).
         pop = _uniform_population(500)
-        c = pop.kernel_columns
         for noise_sd, expected_sd in ((0.0, 0.0), (0.02, 0.02)):
             p = _noiseless(config, noise_sd=noise_sd).parameters(EMAIL)
             params = p.params.copy()
             params[K.P_INTENSITY] = 0.0
-            out = np.empty(pop.n)
-            K.individual_effects(
-                c.decile,
-                c.engagement,
-                c.adoption,
-                c.tier,
-                c.peer,
-                c.propensity,
-                np.empty(0, np.int64),
-                False,
-                params,
-                p.adoption_multipliers,
-                p.tier_multipliers,
-                np.uint64(5),
-                64,
-                out,
-            )
+            out, _ = kernel_effects(pop, p, seed=5, params=params)
             if expected_sd == 0.0:
                 assert np.all(out == 0.0)
             else:
@@ -157,27 +143,10 @@ class TestEffectModifierEdgeCases:
         assert duration_factor(0, 8) == 0.0
         assert duration_factor(8, 8) == 1.0
         pop = _uniform_population(200)
-        c = pop.kernel_columns
         p = _noiseless(config).parameters(EMAIL)
         params = p.params.copy()
         params[K.P_DURATION] = duration_factor(0, 8)
-        out = np.ones(pop.n)
-        K.individual_effects(
-            c.decile,
-            c.engagement,
-            c.adoption,
-            c.tier,
-            c.peer,
-            c.propensity,
-            np.empty(0, np.int64),
-            False,
-            params,
-            p.adoption_multipliers,
-            p.tier_multipliers,
-            np.uint64(1),
-            64,
-            out,
-        )
+        out, _ = kernel_effects(pop, p, seed=1, params=params)
         assert np.all(out == 0.0)
 
     def test_combined_extreme_modifiers(self, config):
@@ -194,14 +163,7 @@ class TestEffectModifierEdgeCases:
         )
         pop = TwinPopulation.from_frame(frame)
         cap = config.simulation.intervention_effects.effect_cap
-        for itype in (
-            "email_campaign",
-            "call_frequency_increase",
-            "speaker_program_invitation",
-            "sample_distribution",
-            "peer_influence_activation",
-            "digital_engagement",
-        ):
+        for itype in SIX_TYPES:
             ic = InterventionConfig(intervention_type=itype, intensity_multiplier=10.0, duration_weeks=52)
             result = _engine(pop).simulate(ic, seed=9)
             table = _engine(pop).modifier_table(ic, seed=9)
@@ -416,14 +378,7 @@ class TestInterventionTypes:
     def test_six_types_match_reference(self, make_engine):
         engine = make_engine(300)
         c = engine.population.kernel_columns
-        for itype in (
-            "email_campaign",
-            "call_frequency_increase",
-            "speaker_program_invitation",
-            "sample_distribution",
-            "peer_influence_activation",
-            "digital_engagement",
-        ):
+        for itype in SIX_TYPES:
             ic = InterventionConfig(
                 intervention_type=itype, channel="digital", duration_weeks=12, intensity_multiplier=1.5
             )

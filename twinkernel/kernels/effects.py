@@ -169,57 +169,6 @@ def _twin_effect(
 
 
 @njit(parallel=True, cache=True)
-def individual_effects(
-    decile,
-    engagement,
-    adoption,
-    tier,
-    peer,
-    propensity,
-    index,
-    use_index,
-    params,
-    adoption_mult,
-    tier_mult,
-    seed,
-    chunk,
-    out,
-):
-    """Fill ``out[j]`` with the effect of twin ``index[j]`` (or of twin ``j`` when ``use_index`` is False).
-
-    Returns an ``(n_chunks, N_COUNTERS)`` int64 array of clamp counters, one row per fixed-size chunk.
-    """
-    n = out.shape[0]
-    n_chunks = (n + chunk - 1) // chunk
-    counts = np.zeros((n_chunks, N_COUNTERS), dtype=np.int64)
-    key = key_for(seed, STREAM_EFFECT_NOISE)
-    for c in prange(n_chunks):
-        mods = np.empty(N_MODIFIERS, dtype=np.float64)
-        flags = np.zeros(N_COUNTERS, dtype=np.int64)
-        stop = min(n, (c + 1) * chunk)
-        for j in range(c * chunk, stop):
-            i = index[j] if use_index else j
-            out[j] = _twin_effect(
-                i,
-                decile,
-                engagement,
-                adoption,
-                tier,
-                peer,
-                propensity,
-                params,
-                adoption_mult,
-                tier_mult,
-                key,
-                mods,
-                flags,
-            )
-        for k in range(N_COUNTERS):
-            counts[c, k] = flags[k]
-    return counts
-
-
-@njit(parallel=True, cache=True)
 def individual_effects_traced(
     decile,
     engagement,
@@ -237,7 +186,11 @@ def individual_effects_traced(
     out,
     trace,
 ):
-    """As :func:`individual_effects`, also filling ``trace[j, :]`` with the modifiers (MODIFIER_NAMES)."""
+    """Fill ``out[j]`` with the effect of twin ``index[j]`` (or of twin ``j`` when ``use_index`` is False)
+    and ``trace[j, :]`` with its modifiers (MODIFIER_NAMES); the effects equal :func:`simulate_pass`'s.
+
+    Returns an ``(n_chunks, N_COUNTERS)`` int64 array of clamp counters, one row per fixed-size chunk.
+    """
     n = out.shape[0]
     n_chunks = (n + chunk - 1) // chunk
     counts = np.zeros((n_chunks, N_COUNTERS), dtype=np.int64)
@@ -306,7 +259,8 @@ def simulate_pass(
 ):
     """Effects, their moments, the baseline's moments and per-segment sums in one pass over the twins.
 
-    Fills ``out`` as :func:`individual_effects` does and returns three per-chunk tables (chunks of fixed
+    Fills ``out[j]`` with the effect of twin ``index[j]`` (or of twin ``j`` when ``use_index`` is False)
+    and returns three per-chunk tables (chunks of fixed
     size ``chunk``, so the caller's in-order combination is the same for any thread count):
 
     - ``counts`` ``(n_chunks, N_COUNTERS)`` int64 clamp counters;
