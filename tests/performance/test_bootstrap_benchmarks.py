@@ -29,7 +29,7 @@ SEED = 20_251_127
 TRUE_MEAN = 2.0  # gamma(shape 2, scale 1)
 
 
-def _check(result, x: np.ndarray, se_tolerance: float = 0.05) -> None:
+def check_interval(result, x: np.ndarray, se_tolerance: float = 0.05) -> None:
     lo, hi = result.confidence_interval
     assert lo < result.estimate < hi
     assert lo <= TRUE_MEAN <= hi
@@ -47,7 +47,7 @@ def test_bca_2000_resamples_100k(benchmark, resampling):
         rounds=3,
         warmup_rounds=1,
     )
-    _check(result, x)
+    check_interval(result, x)
 
 
 @pytest.mark.parametrize(("resampling", "rounds"), [("poisson", 3), ("multinomial", 1), ("blb", 3)])
@@ -61,7 +61,7 @@ def test_bca_1000_resamples_1m(benchmark, resampling, rounds):
         rounds=rounds,
         warmup_rounds=0,
     )
-    _check(result, x, se_tolerance=0.1 if resampling == "blb" else 0.06)
+    check_interval(result, x, se_tolerance=0.1 if resampling == "blb" else 0.06)
 
 
 def test_blb_matches_exact_at_1m():

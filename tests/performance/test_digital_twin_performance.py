@@ -36,7 +36,9 @@ SEED = 7
 MB = 2**20
 
 
-def _check(result: SimulationResult, population: TwinPopulation, n: int, heterogeneity: bool) -> None:
+def check_simulation(
+    result: SimulationResult, population: TwinPopulation, n: int, heterogeneity: bool
+) -> None:
     """The value every benchmark asserts: a completed simulation of all n twins with the expected ATE."""
     assert result.status == SimulationStatus.COMPLETED
     assert result.twin_count == n
@@ -74,7 +76,7 @@ def _simulate_benchmark(benchmark: Any, n: int, rounds: int, heterogeneity: bool
         iterations=1,
         warmup_rounds=1,
     )
-    _check(result, population, n, heterogeneity)
+    check_simulation(result, population, n, heterogeneity)
     benchmark.extra_info["timings_ms"] = result.timings_ms
     return result
 
@@ -86,7 +88,7 @@ def test_10k_twins_simulation(benchmark: Any) -> None:
     _simulate_benchmark(benchmark, 10_000, rounds=50)
     engine = engine_for(hcp_population(10_000))
     result, peak = _traced_peak(lambda: engine.simulate(SPEAKER, seed=SEED))
-    _check(result, engine.population, 10_000, True)
+    check_simulation(result, engine.population, 10_000, True)
     assert peak < 512 * MB
     benchmark.extra_info["traced_peak_mb"] = peak / MB
 
@@ -98,7 +100,7 @@ def test_50k_twins_simulation(benchmark: Any) -> None:
     _simulate_benchmark(benchmark, 50_000, rounds=30)
     engine = engine_for(hcp_population(50_000))
     for config in SIX_INTERVENTIONS.values():
-        _check(engine.simulate(config, seed=SEED), engine.population, 50_000, True)
+        check_simulation(engine.simulate(config, seed=SEED), engine.population, 50_000, True)
     result, peak = _traced_peak(lambda: engine.simulate(EMAIL, seed=SEED))
     assert result.twin_count == 50_000
     assert peak < 2048 * MB
@@ -134,7 +136,7 @@ def test_scaling_behavior(benchmark: Any) -> None:
     sizes = [1_000, 5_000, 10_000, 50_000]
     engines = {n: engine_for(hcp_population(n)) for n in sizes}
     for n, engine in engines.items():
-        _check(engine.simulate(EMAIL, seed=SEED), engine.population, n, True)
+        check_simulation(engine.simulate(EMAIL, seed=SEED), engine.population, n, True)
 
     def sweep() -> dict[int, float]:
         times = interleaved_times(
@@ -167,7 +169,7 @@ def test_10m_twins_simulation(benchmark: Any) -> None:
         iterations=1,
         warmup_rounds=1,
     )
-    _check(result, population, 10_000_000, True)
+    check_simulation(result, population, 10_000_000, True)
     benchmark.extra_info["timings_ms"] = result.timings_ms
     print(f"\n10M twins: timings_ms {result.timings_ms}")
 
@@ -189,7 +191,7 @@ def test_debug_off_overhead() -> None:
             {name: (lambda e=e: e.simulate(EMAIL, seed=SEED)) for name, e in engines.items()}, 201
         )
     assert results["engine"].simulated_ate == results["removed"].simulated_ate
-    _check(results["engine"], population, 50_000, True)
+    check_simulation(results["engine"], population, 50_000, True)
     overhead_ms = float(np.median(times["engine"] - times["removed"]) * 1e3)
     medians = {name: float(np.median(t) * 1e3) for name, t in times.items()}
     print(f"\nDEBUG-off: median ms {medians}, overhead {overhead_ms:.4f} ms")
@@ -249,4 +251,4 @@ def test_engine_variants_agree() -> None:
     assert isinstance(engine_for(population), SimulationEngine)
     assert a.simulated_ate == b.simulated_ate
     assert a.simulated_ci_lower == b.simulated_ci_lower
-    _check(a, population, 2_000, True)
+    check_simulation(a, population, 2_000, True)
