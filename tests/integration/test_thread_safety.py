@@ -46,3 +46,29 @@ def test_ten_threads_match_sequential_runs(make_engine, same_request):
                 assert together.simulated_ci_upper == alone.simulated_ci_upper
                 assert together.effect_heterogeneity == alone.effect_heterogeneity
                 assert together.twin_count == alone.twin_count
+
+
+def test_warns_when_numba_already_runs_on_workqueue():
+    """A process that initialised numba's unsafe layer before importing twinkernel is told so."""
+    import subprocess
+    import sys
+
+    script = (
+        "import warnings, numba, numpy as np\n"
+        "numba.config.THREADING_LAYER = 'workqueue'\n"
+        "@numba.njit(parallel=True)\n"
+        "def f(a):\n"
+        "    s = 0.0\n"
+        "    for i in numba.prange(a.size):\n"
+        "        s += a[i]\n"
+        "    return s\n"
+        "f(np.ones(10))\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import twinkernel\n"
+        "print([str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert "initialised as 'workqueue' before twinkernel" in out.stdout
