@@ -21,18 +21,27 @@ CHANNELS = ("digital", "email", "in_person")
 EMPTY_INDEX = np.empty(0, dtype=np.int64)
 
 
-def kernel_effects(population, effect_params, index=None, seed=7, chunk=64, params=None):
-    """Per-twin effects and per-chunk clamp counters from the engine's fused kernel.
+def fused_pass(
+    population,
+    effect_params,
+    index=None,
+    seed=7,
+    chunk=64,
+    params=None,
+    with_groups=False,
+    effect_shift=0.0,
+    baseline_shift=0.0,
+):
+    """Run the engine's fused kernel: ``(effects, counts, sums, groups)`` per chunk.
 
     ``params`` replaces the parameter vector (to drive the kernel below the API's validation bounds).
     """
     from twinkernel.kernels import effects as K
 
     c = population.kernel_columns
-    n = population.n if index is None else index.shape[0]
-    out = np.empty(n)
+    out = np.empty(population.n if index is None else index.shape[0])
     offsets = population.segment_offsets
-    counts, _, _ = K.simulate_pass(
+    counts, sums, groups = K.simulate_pass(
         c.decile,
         c.engagement,
         c.adoption,
@@ -50,11 +59,17 @@ def kernel_effects(population, effect_params, index=None, seed=7, chunk=64, para
         c.segment_codes,
         offsets,
         int(offsets[-1]),
-        False,
-        0.0,
-        0.0,
+        with_groups,
+        effect_shift,
+        baseline_shift,
         out,
     )
+    return out, counts, sums, groups
+
+
+def kernel_effects(population, effect_params, index=None, seed=7, chunk=64, params=None):
+    """Per-twin effects and per-chunk clamp counters from the engine's fused kernel."""
+    out, counts, _, _ = fused_pass(population, effect_params, index, seed, chunk, params)
     return out, counts
 
 

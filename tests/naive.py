@@ -92,7 +92,7 @@ def twin_modifiers(
 
 
 def individual_effects(columns, index, params, adoption_mult, tier_mult, seed) -> np.ndarray:
-    """Reference for :func:`twinkernel.kernels.effects.individual_effects` (``columns``: KernelColumns)."""
+    """Reference for the effects of :func:`twinkernel.kernels.effects.simulate_pass` (KernelColumns in)."""
     rows = range(columns.decile.shape[0]) if index is None else [int(i) for i in index]
     out = []
     for i in rows:
@@ -114,7 +114,7 @@ def individual_effects(columns, index, params, adoption_mult, tier_mult, seed) -
 
 
 def grouped_moments(x, codes, n_groups, index=None):
-    """Reference for :func:`twinkernel.kernels.stats.grouped_moments`: per dimension (n, mean, var)."""
+    """Reference for the per-segment statistics of the fused pass: per dimension (n, mean, var)."""
     rows = list(range(len(x))) if index is None else [int(i) for i in index]
     result = []
     for dim_codes, g_total in zip(codes, n_groups, strict=True):

@@ -420,9 +420,11 @@ class TwinPopulation:
             wanted_codes = [index[w] for w in wanted if w in index]
             return np.isin(codes, np.asarray(wanted_codes, dtype=codes.dtype))
 
+        decile_codes = c.segment_codes[1]  # clamped decile - low, computed once at construction
         for wanted in (f.deciles, list(target_deciles)):
             if wanted:
-                combine(np.isin(np.clip(c.decile, eff.decile.low, eff.decile.high), np.asarray(wanted)))
+                wanted_codes = [d - eff.decile.low for d in wanted if eff.decile.low <= d <= eff.decile.high]
+                combine(np.isin(decile_codes, np.asarray(wanted_codes, dtype=decile_codes.dtype)))
         for wanted in (f.specialties, list(target_specialties)):
             if wanted:
                 combine(code_mask(c.specialty, c.specialty_labels, wanted))

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import naive
-from tests.conftest import KERNEL_ATOL, KERNEL_RTOL, kernel_effects
-from twinkernel import InterventionConfig, InterventionType, PopulationFilter
+from tests.conftest import KERNEL_ATOL, KERNEL_RTOL, fused_pass, kernel_effects
+from twinkernel import EffectModel, InterventionConfig, InterventionType, PopulationFilter
 from twinkernel.kernels import _rng
 from twinkernel.kernels import effects as K
-from twinkernel.kernels.stats import chunk_sums, combine_sums, grouped_moments, moments
+from twinkernel.kernels.stats import combine_columns, combine_grouped, shifted_variance
 
 SIX = tuple(t.value for t in InterventionType)
 EMPTY = np.empty(0, dtype=np.int64)
@@ -150,8 +150,6 @@ class TestEffectKernel:
 
     def test_counters(self, make_population, config):
         pop = make_population(256, decile=0, digital_engagement_score=2.0, priority_tier=9)
-        from twinkernel import EffectModel
-
         p = EffectModel.from_config(config).parameters(
             InterventionConfig(intervention_type="speaker_program_invitation")
         )
@@ -164,33 +162,23 @@ class TestEffectKernel:
         assert totals[K.C_ADOPTION_UNRECOGNISED] == 0
 
 
-class TestStatsKernels:
-    def test_moments_match_numpy(self):
+class TestReductions:
+    def test_shifted_sums_keep_precision_with_a_large_offset(self, make_population, config):
         rng = np.random.default_rng(1)
-        x = rng.normal(1e6, 3.0, 100_001)  # a large offset: the shifted sums must not cancel
-        n, mean, var = moments(x, None, 1000)
-        assert n == x.size
-        assert mean == pytest.approx(x.mean(), rel=1e-14)
-        assert var == pytest.approx(x.var(ddof=1), rel=1e-9)
-        idx = np.array([5, 1, 99_999], dtype=np.int64)
-        n2, m2, v2 = moments(x, idx, 2)
-        assert (n2, m2, v2) == pytest.approx((3, x[idx].mean(), x[idx].var(ddof=1)), rel=1e-12)
-        assert moments(np.empty(0)) == (0, 0.0, 0.0)
-        assert moments(np.array([2.5])) == (1, 2.5, 0.0)
+        baseline = rng.normal(1e6, 3.0, 20_001)  # a large offset: the shifted sums must not cancel
+        pop = make_population(20_001, baseline_outcome=baseline)
+        p = EffectModel.from_config(config).parameters(InterventionConfig(intervention_type="email_campaign"))
+        _, _, sums, _ = fused_pass(pop, p, chunk=1000, baseline_shift=pop.baseline_mean)
+        totals = combine_columns(sums)
+        n = baseline.size
+        assert pop.baseline_mean + totals[K.S_BASELINE_SUM] / n == pytest.approx(baseline.mean(), rel=1e-14)
+        variance = shifted_variance(totals[K.S_BASELINE_SUM], totals[K.S_BASELINE_SQ], n)
+        assert variance == pytest.approx(baseline.var(ddof=1), rel=1e-9)
+        assert shifted_variance(0.0, 0.0, 1) == 0.0 and shifted_variance(2.0, 3.0, 0) == 0.0
 
-    def test_grouped_matches_reference(self, make_engine):
-        engine = make_engine(3000, seed=8)
-        c = engine.population.kernel_columns
-        rng = np.random.default_rng(2)
-        index = np.sort(rng.choice(3000, 1700, replace=False)).astype(np.int64)
-        x = rng.gamma(2.0, 0.03, index.size)
-        n_groups = [len(lab) for lab in c.segment_labels]
-        got = grouped_moments(x, c.segment_codes, n_groups, index, x.mean(), 128)
-        ref = naive.grouped_moments(x, c.segment_codes, n_groups, index)
-        for (gn, gm, gv), (rn, rm, rv) in zip(got, ref, strict=True):
-            np.testing.assert_array_equal(gn, rn)
-            np.testing.assert_allclose(gm, rm, rtol=1e-12, atol=1e-15)
-            np.testing.assert_allclose(gv, rv, rtol=1e-9, atol=1e-15)
+    def test_combine_columns_adds_in_order_and_keeps_extremes(self):
+        partials = np.array([[1.0, 2.0, 3.0, 4.0, -1.0, 5.0], [0.5, 0.25, 0.0, 1.0, -3.0, 2.0]])
+        np.testing.assert_array_equal(combine_columns(partials), [1.5, 2.25, 3.0, 5.0, -3.0, 5.0])
 
 
 class TestDeterminism:
@@ -233,15 +221,31 @@ class TestDeterminism:
         ]
         np.testing.assert_array_equal(np.concatenate(pieces), whole)
 
-    def test_reduction_partials_combine_exactly_across_pieces(self):
-        """Chunk slots are fixed by the global row index, so pieces aligned to chunks give identical sums."""
-        rng = np.random.default_rng(3)
-        x = rng.normal(0.05, 0.02, 10_000)
-        chunk = 256
-        whole = chunk_sums(x, EMPTY, False, 0.0, chunk)
-        parts = [chunk_sums(x[a : a + 2560], EMPTY, False, 0.0, chunk) for a in range(0, 10_000, 2560)]
-        np.testing.assert_array_equal(np.vstack(parts), whole)
-        assert combine_sums(np.vstack(parts)) == combine_sums(whole)
+    def test_reduction_partials_combine_exactly_across_pieces(self, make_engine):
+        """Chunk slots depend only on the position in the selection, so pieces aligned to chunks give
+        bit-identical per-chunk sums, and so identical totals, whatever computes them."""
+        engine = make_engine(10_000, seed=3)
+        pop = engine.population
+        p = engine.effect_model.parameters(InterventionConfig(intervention_type="email_campaign"))
+        whole = fused_pass(pop, p, chunk=256, with_groups=True, effect_shift=0.05, baseline_shift=0.3)
+        parts = [
+            fused_pass(
+                pop,
+                p,
+                np.arange(a, min(a + 2560, 10_000), dtype=np.int64),
+                chunk=256,
+                with_groups=True,
+                effect_shift=0.05,
+                baseline_shift=0.3,
+            )
+            for a in range(0, 10_000, 2560)
+        ]
+        np.testing.assert_array_equal(np.concatenate([part[0] for part in parts]), whole[0])
+        np.testing.assert_array_equal(np.vstack([part[2] for part in parts]), whole[2])
+        np.testing.assert_array_equal(np.concatenate([part[3] for part in parts]), whole[3])
+        assert np.array_equal(
+            combine_columns(np.vstack([part[2] for part in parts])), combine_columns(whole[2])
+        )
 
     @settings(max_examples=25, deadline=None)
     @given(seed=st.integers(0, 2**63 - 1), start=st.integers(0, 2**40), n=st.integers(1, 64))
@@ -263,44 +267,20 @@ class TestFusedPass:
         p = engine.effect_model.parameters(InterventionConfig(intervention_type="speaker_program_invitation"))
         rng = np.random.default_rng(4)
         index = np.sort(rng.choice(2500, 1300, replace=False)).astype(np.int64) if with_index else None
-        n = 1300 if with_index else 2500
-        out = np.empty(n)
         offsets = pop.segment_offsets
-        counts, sums, groups = K.simulate_pass(
-            c.decile,
-            c.engagement,
-            c.adoption,
-            c.tier,
-            c.peer,
-            c.propensity,
-            c.baseline,
-            EMPTY if index is None else index,
-            with_index,
-            p.params,
-            p.adoption_multipliers,
-            p.tier_multipliers,
-            np.uint64(7),
-            256,
-            c.segment_codes,
-            offsets,
-            int(offsets[-1]),
-            True,
-            0.1,
-            0.3,
-            out,
+        out, counts, sums, groups = fused_pass(
+            pop, p, index, seed=7, chunk=256, with_groups=True, effect_shift=0.1, baseline_shift=0.3
         )
-        plain, plain_counts = _effects(pop, p, index, seed=7, chunk=256)
-        np.testing.assert_array_equal(out, plain)
-        np.testing.assert_array_equal(counts, plain_counts)
+        plain = naive.individual_effects(c, index, p.params, p.adoption_multipliers, p.tier_multipliers, 7)
+        np.testing.assert_allclose(out, plain, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+        assert counts.shape == ((out.size + 255) // 256, K.N_COUNTERS)
         rows = np.arange(2500) if index is None else index
         assert sums[:, K.S_EFFECT_SUM].sum() == pytest.approx((plain - 0.1).sum(), rel=1e-12)
         assert sums[:, K.S_EFFECT_SQ].sum() == pytest.approx(((plain - 0.1) ** 2).sum(), rel=1e-12)
         assert sums[:, K.S_BASELINE_SUM].sum() == pytest.approx((c.baseline[rows] - 0.3).sum(), rel=1e-10)
         assert sums[:, K.S_EFFECT_MIN].min() == plain.min() and sums[:, K.S_EFFECT_MAX].max() == plain.max()
-        from twinkernel.kernels.stats import combine_grouped
-
         gn, gmean, gvar = combine_grouped(groups, 0.1)
-        ref = naive.grouped_moments(plain, c.segment_codes, [len(x) for x in c.segment_labels], index)
+        ref = naive.grouped_moments(out, c.segment_codes, [len(x) for x in c.segment_labels], index)
         for k, (rn, rm, rv) in enumerate(ref):
             a, b = offsets[k], offsets[k + 1]
             np.testing.assert_array_equal(gn[a:b], rn)
@@ -309,31 +289,6 @@ class TestFusedPass:
 
     def test_groups_skipped_when_not_asked(self, make_engine):
         engine = make_engine(300)
-        c = engine.population.kernel_columns
         p = engine.effect_model.parameters(InterventionConfig(intervention_type="email_campaign"))
-        out = np.empty(300)
-        offsets = engine.population.segment_offsets
-        _, _, groups = K.simulate_pass(
-            c.decile,
-            c.engagement,
-            c.adoption,
-            c.tier,
-            c.peer,
-            c.propensity,
-            c.baseline,
-            EMPTY,
-            False,
-            p.params,
-            p.adoption_multipliers,
-            p.tier_multipliers,
-            np.uint64(1),
-            128,
-            c.segment_codes,
-            offsets,
-            int(offsets[-1]),
-            False,
-            0.0,
-            0.0,
-            out,
-        )
+        _, _, _, groups = fused_pass(engine.population, p, seed=1, chunk=128)
         assert groups.shape == (3, 0, 3)
