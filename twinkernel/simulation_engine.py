@@ -219,8 +219,25 @@ class SimulationEngine:
         # Parameter validation (e.g. additional_calls) happens before any cache lookup.
         effect_params = self.effect_model.parameters(intervention_config)
 
+        request = SimulationRequest(
+            model_id=self.population.model_id,
+            population_fingerprint=self.population.fingerprint(),
+            intervention_config=intervention_config,
+            population_filter=pf,
+            confidence_level=float(confidence_level),
+            ci_method=method,
+            n_resamples=resamples,
+            seed=seed,
+            seed_was_given=seed_given,
+            calculate_heterogeneity=calculate_heterogeneity,
+            kernel_version=KERNEL_VERSION,
+            effect_model_id=self.effect_model.model_id,
+        )
+        digest = request.digest()
+
         def compute() -> SimulationResult:
             return self._run(
+                digest,
                 intervention_config,
                 pf,
                 float(confidence_level),
@@ -235,20 +252,6 @@ class SimulationEngine:
         active_cache = cache if cache is not None else self.cache
         cacheable = seed_given or self.config.simulation_cache.cache_unseeded
         if use_cache and active_cache is not None and cacheable and not debug_trace:
-            request = SimulationRequest(
-                model_id=self.population.model_id,
-                population_fingerprint=self.population.fingerprint(),
-                intervention_config=intervention_config,
-                population_filter=pf,
-                confidence_level=float(confidence_level),
-                ci_method=method,
-                n_resamples=resamples,
-                seed=seed,
-                seed_was_given=seed_given,
-                calculate_heterogeneity=calculate_heterogeneity,
-                kernel_version=KERNEL_VERSION,
-                effect_model_id=self.effect_model.model_id,
-            )
             return active_cache.get_or_compute(request, compute)
         return compute()
 
@@ -337,6 +340,7 @@ class SimulationEngine:
 
     def _run(
         self,
+        request_digest: str,
         ic: InterventionConfig,
         pf: PopulationFilter,
         confidence_level: float,
@@ -371,6 +375,7 @@ class SimulationEngine:
             seed=seed,
             model_fidelity_score=self.model_fidelity_score,
             kernel_version=KERNEL_VERSION,
+            request_digest=request_digest,
         )
         if sel.n < sim.min_twins:
             message = (

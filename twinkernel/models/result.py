@@ -100,6 +100,8 @@ class SimulationResult(BaseModel):
     memory_usage_mb: float = Field(default=0.0, ge=0.0)
     kernel_version: str = ""
     from_cache: bool = False
+    request_digest: str | None = None
+    """SHA-256 of the :class:`~twinkernel.models.SimulationRequest` this result answers (the cache key's input)."""
 
     @property
     def ci_width(self) -> float:
