@@ -177,9 +177,28 @@ class SimulationConfig(_Section):
     blb_min_n: int = Field(ge=1000)
     confidence_score: ConfidenceScoreConfig
     outcome_residual_sd: float = Field(ge=0.0)
+    default_outcome_sd: float = Field(gt=0.0, le=1000.0)
+    known_channels: tuple[str, ...] = Field(min_length=1)
     missing_value_defaults: MissingValueDefaults
     intervention_effects: InterventionEffectsConfig
     recommendations: RecommendationConfig
+
+    @model_validator(mode="after")
+    def _channels_cover_multipliers(self) -> SimulationConfig:
+        unknown = sorted(
+            {
+                channel
+                for type_cfg in self.intervention_effects.types.values()
+                for channel in type_cfg.channel_multipliers
+                if channel not in self.known_channels
+            }
+        )
+        if unknown:
+            raise ValueError(
+                f"channel_multipliers name channels missing from known_channels: {unknown}; "
+                f"known_channels: {list(self.known_channels)}"
+            )
+        return self
 
 
 # --- fidelity ----------------------------------------------------------------------------------------------
@@ -238,7 +257,7 @@ class AutoRetrainingConfig(_Section):
 
 
 class ObservabilityConfig(_Section):
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+    """Reserved for observability settings. There is no log level: a library never sets log levels."""
 
 
 class TwinkernelConfig(_Section):

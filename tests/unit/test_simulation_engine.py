@@ -24,6 +24,7 @@ from twinkernel import (
 )
 from twinkernel.effect_model import duration_factor
 from twinkernel.kernels import effects as K
+from twinkernel.simulation_engine.decisions import recommend
 
 EMAIL = InterventionConfig(intervention_type="email_campaign", channel="email")
 SIX_TYPES = tuple(t.value for t in InterventionType)
@@ -192,7 +193,10 @@ class TestBoundaryConditions:
         assert result.twin_count == 0
         assert result.simulated_ate == 0.0
         assert "Insufficient twins: 99" in result.error_message
-        assert result.recommendation is SimulationRecommendation.SKIP
+        # A failed simulation recommends nothing (it used to say SKIP, as if the effect had been judged).
+        assert result.recommendation is None
+        assert result.recommendation_rationale.startswith("no recommendation: the simulation failed")
+        assert "Insufficient twins: 99" in result.recommendation_rationale
 
     def test_empty_population(self):
         pop = TwinPopulation.from_frame(pl.DataFrame({"decile": pl.Series([], dtype=pl.Int64)}))
@@ -264,16 +268,52 @@ class TestRecommendation:
             (0.06, 0.05, 0.07, SimulationRecommendation.DEPLOY, "run the real test"),
         ],
     )
-    def test_rules_in_order(self, make_engine, ate, lo, hi, expected, phrase):
-        rec, rationale = make_engine(100)._recommend(ate, lo, hi, 0.95)
+    def test_rules_in_order(self, config, ate, lo, hi, expected, phrase):
+        rec_cfg = config.simulation.recommendations
+        rec, rationale = recommend(
+            ate,
+            lo,
+            hi,
+            0.95,
+            deploy_threshold=rec_cfg.deploy_threshold,
+            refine_threshold=rec_cfg.refine_threshold,
+        )
         assert rec is expected
         assert phrase in rationale
 
-    def test_engine_threshold_is_the_deploy_threshold(self, make_engine):
+    def test_engine_threshold_is_the_deploy_threshold(self, make_engine, config):
+        rec_cfg = config.simulation.recommendations
         engine = make_engine(100, min_effect_threshold=0.08)
-        assert engine._recommend(0.06, 0.05, 0.07, 0.95)[0] is SimulationRecommendation.REFINE
+        assert engine.min_effect_threshold == 0.08
+        noiseless = make_engine(
+            300, min_effect_threshold=0.08, effect_model=_noiseless(config, base_effect=0.06)
+        )
+        result = noiseless.simulate(InterventionConfig(intervention_type="email_campaign"), seed=1)
+        expected = recommend(
+            result.simulated_ate,
+            result.simulated_ci_lower,
+            result.simulated_ci_upper,
+            0.95,
+            deploy_threshold=0.08,
+            refine_threshold=rec_cfg.refine_threshold,
+        )
+        assert (result.recommendation, result.recommendation_rationale) == expected
         with pytest.raises(ValueError, match="min_effect_threshold"):
             make_engine(100, min_effect_threshold=1.5)
+
+    def test_thresholds_checked_against_each_other(self, make_engine, config):
+        refine = config.simulation.recommendations.refine_threshold
+        assert refine == 0.02
+        # A deploy threshold below the refine threshold used to invert the bands silently.
+        with pytest.raises(
+            ValueError,
+            match=r"`min_effect_threshold` \(deploy threshold, 0\.01\).*refine_threshold` \(0\.02\)",
+        ):
+            make_engine(100, min_effect_threshold=0.01)
+        assert make_engine(100, min_effect_threshold=refine).min_effect_threshold == refine
+        for bad in ("0.05", True):
+            with pytest.raises(ValueError, match=r"`min_effect_threshold` must be a number"):
+                make_engine(100, min_effect_threshold=bad)
 
 
 class TestDecisionQuantities:
@@ -345,11 +385,11 @@ class TestInterventionTypes:
         ratio = engine.simulate(more, seed=1).simulated_ate / engine.simulate(base, seed=1).simulated_ate
         assert ratio == pytest.approx(0.14 / 0.08, rel=1e-12)
         for bad in (-1, 11, 2.5, "3"):
-            cfg = InterventionConfig(
-                intervention_type="call_frequency_increase", extra_params={"additional_calls": bad}
-            )
-            with pytest.raises(ValueError, match=r"additional_calls.*from 0 to 10"):
-                engine.simulate(cfg, seed=1)
+            # Checked when the config is built (it used to pass validation and fail only at simulate).
+            with pytest.raises(ValidationError, match=r"additional_calls.*from 0 to 10"):
+                InterventionConfig(
+                    intervention_type="call_frequency_increase", extra_params={"additional_calls": bad}
+                )
 
     def test_priority_tier_only_for_speaker_programs(self, make_engine):
         engine = make_engine(1000)

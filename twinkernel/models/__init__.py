@@ -1,5 +1,6 @@
-"""Pydantic models at the API boundary."""
+"""Pydantic models at the API boundary: frozen, hashable values (importing this never imports numba)."""
 
+from ._frozen import FrozenMapping
 from .enums import (
     ADOPTION_STAGES,
     FidelityGrade,
@@ -9,7 +10,7 @@ from .enums import (
     TwinType,
 )
 from .fidelity import FidelityRecord, grade_for_error
-from .intervention import InterventionConfig, PopulationFilter
+from .intervention import InterventionConfig, PopulationFilter, known_extra_params
 from .request import SimulationRequest
 from .result import SEGMENT_DIMENSIONS, EffectHeterogeneity, SegmentEffect, SimulationResult
 from .twin import DigitalTwin
@@ -21,6 +22,7 @@ __all__ = [
     "EffectHeterogeneity",
     "FidelityGrade",
     "FidelityRecord",
+    "FrozenMapping",
     "InterventionConfig",
     "InterventionType",
     "PopulationFilter",
@@ -31,4 +33,5 @@ __all__ = [
     "SimulationStatus",
     "TwinType",
     "grade_for_error",
+    "known_extra_params",
 ]

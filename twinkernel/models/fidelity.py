@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,9 +27,12 @@ def grade_for_error(
 
 
 class FidelityRecord(BaseModel):
-    """A simulation's prediction, and once the real experiment reports, how good it was."""
+    """A simulation's prediction, and once the real experiment reports, how good it was.
 
-    model_config = ConfigDict(extra="forbid")
+    Frozen and hashable: a validation produces a new record (``record.model_copy(update=...)``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
 
     tracking_id: UUID = Field(default_factory=uuid4)
     simulation_id: UUID
@@ -46,6 +50,10 @@ class FidelityRecord(BaseModel):
     ci_coverage: bool | None = None
     fidelity_grade: FidelityGrade = FidelityGrade.UNVALIDATED
     validation_notes: str | None = None
-    confounding_factors: list[str] = Field(default_factory=list)
+    confounding_factors: tuple[str, ...] = ()
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     validated_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe plain data, as in :meth:`model_dump_json`."""
+        return self.model_dump(mode="json")

@@ -1,4 +1,4 @@
-"""Results of a simulation."""
+"""Results of a simulation: frozen, hashable, JSON round-trip exact (this is the cache's value format)."""
 
 from __future__ import annotations
 
@@ -8,55 +8,94 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._frozen import FrozenMapping
 from .enums import SimulationRecommendation, SimulationStatus
 from .intervention import InterventionConfig, PopulationFilter
 
-__all__ = ["EffectHeterogeneity", "SegmentEffect", "SimulationResult"]
+__all__ = ["SEGMENT_DIMENSIONS", "EffectHeterogeneity", "SegmentEffect", "SimulationResult"]
 
 SEGMENT_DIMENSIONS: tuple[str, ...] = ("specialty", "decile", "region", "adoption_stage")
+
+# Infinity and NaN are written as JSON constants (not null), so a round trip through JSON is exact.
+_RESULT_CONFIG = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-SegmentEffect = dict[str, float | int]
-"""One segment's statistics: ``ate``, ``std``, ``n`` and, when computed, ``ci_lower`` and ``ci_upper``."""
+class SegmentEffect(BaseModel):
+    """One segment's statistics (read-only). ``seg["ate"]`` works as well as ``seg.ate``.
+
+    Examples
+    --------
+    >>> seg = SegmentEffect(ate=0.05, std=0.01, n=40)
+    >>> seg["n"], seg.ci_lower is None
+    (40, True)
+    """
+
+    model_config = _RESULT_CONFIG
+
+    ate: float
+    std: float = Field(ge=0.0)
+    n: int = Field(ge=0)
+    ci_lower: float | None = None
+    ci_upper: float | None = None
+
+    def __getitem__(self, name: str) -> float | int | None:
+        if name not in type(self).model_fields:
+            raise KeyError(name)
+        value: float | int | None = getattr(self, name)
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe plain data."""
+        return self.model_dump(mode="json")
 
 
 class EffectHeterogeneity(BaseModel):
-    """Effects by segment. Each mapping goes from the segment label to its :data:`SegmentEffect`."""
+    """Effects by segment: read-only mappings from the segment label to its :class:`SegmentEffect`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _RESULT_CONFIG
 
-    by_specialty: dict[str, SegmentEffect] = Field(default_factory=dict)
-    by_decile: dict[str, SegmentEffect] = Field(default_factory=dict)
-    by_region: dict[str, SegmentEffect] = Field(default_factory=dict)
-    by_adoption_stage: dict[str, SegmentEffect] = Field(default_factory=dict)
+    by_specialty: FrozenMapping[str, SegmentEffect] = Field(default_factory=FrozenMapping)
+    by_decile: FrozenMapping[str, SegmentEffect] = Field(default_factory=FrozenMapping)
+    by_region: FrozenMapping[str, SegmentEffect] = Field(default_factory=FrozenMapping)
+    by_adoption_stage: FrozenMapping[str, SegmentEffect] = Field(default_factory=FrozenMapping)
 
     def segments(self) -> list[tuple[str, str, SegmentEffect]]:
         """All segments as ``(dimension, label, stats)`` triples."""
         out: list[tuple[str, str, SegmentEffect]] = []
         for dim in SEGMENT_DIMENSIONS:
-            for label, stats in getattr(self, f"by_{dim}").items():
+            mapping: FrozenMapping[str, SegmentEffect] = getattr(self, f"by_{dim}")
+            for label, stats in mapping.items():
                 out.append((dim, label, stats))
         return out
 
     def get_top_segments(self, n: int = 5) -> list[dict[str, Any]]:
-        """The ``n`` segments with the largest absolute ATE, largest first.
+        """The ``n`` segments with the largest absolute ATE, largest first (plain dicts).
 
         Ties are broken by dimension and label so the order is stable.
         """
-        if n < 0:
-            raise ValueError(f"`n` must be a non-negative integer; got {n}")
-        ranked = sorted(self.segments(), key=lambda t: (-abs(t[2]["ate"]), t[0], t[1]))
-        return [{"dimension": d, "segment": s, **stats} for d, s, stats in ranked[:n]]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"`n` must be a non-negative integer; got {n!r}")
+        ranked = sorted(self.segments(), key=lambda t: (-abs(t[2].ate), t[0], t[1]))
+        return [{"dimension": d, "segment": s, **stats.model_dump()} for d, s, stats in ranked[:n]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe plain data."""
+        return self.model_dump(mode="json")
 
 
 class SimulationResult(BaseModel):
-    """Everything one simulation produced; JSON-serialisable (this is also the cache's value format)."""
+    """Everything one simulation produced: frozen, hashable, JSON round-trip exact.
 
-    model_config = ConfigDict(extra="forbid")
+    ``SimulationResult.model_validate_json(r.model_dump_json()) == r`` holds (floats included);
+    :meth:`to_dict` gives the same data as plain JSON-safe Python. A FAILED result has
+    ``recommendation=None``; its ``error_message`` and ``recommendation_rationale`` say why.
+    """
+
+    model_config = _RESULT_CONFIG
 
     simulation_id: UUID = Field(default_factory=uuid4)
     model_id: str | None = None
@@ -73,7 +112,7 @@ class SimulationResult(BaseModel):
     simulated_std_error: float = Field(ge=0.0)
     confidence_level: float = Field(gt=0.0, lt=1.0)
     effect_heterogeneity: EffectHeterogeneity = Field(default_factory=EffectHeterogeneity)
-    recommendation: SimulationRecommendation
+    recommendation: SimulationRecommendation | None
     recommendation_rationale: str
     recommended_sample_size: int | None = None
     recommended_duration_weeks: int | None = None
@@ -84,15 +123,15 @@ class SimulationResult(BaseModel):
     status: SimulationStatus
     error_message: str | None = None
     execution_time_ms: float = Field(default=0.0, ge=0.0)
-    timings_ms: dict[str, float] = Field(default_factory=dict)
+    timings_ms: FrozenMapping[str, float] = Field(default_factory=FrozenMapping)
     created_at: datetime = Field(default_factory=_now)
     completed_at: datetime | None = None
     # Added by twinkernel (beyond the original contract); new fields go at the end.
     ci_method: str = "analytic"
     n_resamples: int | None = None
     effect_provenance: str = "prior"
-    warnings: list[str] = Field(default_factory=list)
-    data_quality: dict[str, dict[str, int]] = Field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    data_quality: FrozenMapping[str, FrozenMapping[str, int]] = Field(default_factory=FrozenMapping)
     seed: int | None = None
     effect_size_cohens_d: float | None = None
     statistical_power: float | None = None
@@ -101,7 +140,7 @@ class SimulationResult(BaseModel):
     kernel_version: str = ""
     from_cache: bool = False
     request_digest: str | None = None
-    """SHA-256 of the :class:`~twinkernel.models.SimulationRequest` this result answers (the cache key's input)."""
+    """SHA-256 of the :class:`~twinkernel.models.SimulationRequest` this result answers (cache key input)."""
 
     @property
     def ci_width(self) -> float:
@@ -111,3 +150,7 @@ class SimulationResult(BaseModel):
     def is_significant(self) -> bool:
         """True when the interval excludes zero."""
         return self.simulated_ci_lower > 0.0 or self.simulated_ci_upper < 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe plain data (``json.dumps(r.to_dict())`` works); the same content as the JSON form."""
+        return self.model_dump(mode="json")

@@ -1,0 +1,541 @@
+"""SimulationEngine: the thin orchestration layer over the effect and statistics kernels.
+
+The decision rules live in :mod:`.decisions` (pure functions), the debug trace in :mod:`.trace`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import polars as pl
+
+from ..config import TwinkernelConfig, get_config
+from ..effect_model import EffectModel, EffectParameters
+from ..kernels import KERNEL_VERSION
+from ..kernels import effects as K
+from ..kernels.stats import combine_columns
+from ..models import (
+    EffectHeterogeneity,
+    InterventionConfig,
+    PopulationFilter,
+    SimulationRequest,
+    SimulationResult,
+    SimulationStatus,
+)
+from ..population import TwinPopulation
+from . import decisions as D
+from .boundary import baseline_missing, data_quality, population_warnings, unmatched_values
+from .intervals import FusedPass, Interval, heterogeneity, interval
+from .options import CI_METHODS, Call, as_number, resolve_call
+from .trace import emit_trace, modifier_trace, trace_logger
+
+__all__ = ["CI_METHODS", "ResultCache", "SimulationEngine"]
+
+logger = logging.getLogger("twinkernel")
+
+_EMPTY_INDEX = np.empty(0, dtype=np.int64)
+
+
+class ResultCache(Protocol):
+    """What the engine needs from a cache (see :mod:`twinkernel.simulation_cache`)."""
+
+    def get_or_compute(
+        self, request: SimulationRequest, compute: Callable[[], SimulationResult]
+    ) -> SimulationResult: ...
+
+
+@dataclass(frozen=True)
+class _Selection:
+    index: np.ndarray | None  # population rows, or None for "every row in order"
+    n: int
+    population_size: int
+    targeted: int
+
+
+class SimulationEngine:
+    """Simulate interventions on a twin population.
+
+    Parameters
+    ----------
+    population
+        The twins.
+    min_effect_threshold
+        ATE at or above which an intervention may be deployed (default: the config's deploy threshold).
+        Must lie in 0..1 and not below ``simulation.recommendations.refine_threshold``.
+    confidence_threshold
+        Simulation confidence below which the result carries a warning (default from config).
+    model_fidelity_score
+        The twin model's fidelity score, if known; below the configured threshold it sets
+        ``fidelity_warning``.
+    cache
+        ``None`` (default): the embedded cache built from the config when ``simulation_cache.enabled``.
+        ``False``: no cache at all (every call computes). A cache instance: that cache; pass the same
+        :class:`~twinkernel.SimulationCache` to several engines to share it.
+    effect_model
+        Effect priors or a calibrated model (default: priors from the config).
+    config
+        Configuration (default: :func:`twinkernel.config.get_config`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from twinkernel import TwinPopulation, InterventionConfig
+    >>> rng = np.random.default_rng(0)
+    >>> pop = TwinPopulation.from_numpy({"decile": rng.integers(1, 11, 1000),
+    ...                                  "digital_engagement_score": rng.random(1000)})
+    >>> engine = SimulationEngine(pop, cache=False)
+    >>> result = engine.simulate(InterventionConfig(intervention_type="email_campaign"), seed=1)
+    >>> result.status.value, result.twin_count, engine.cache is None
+    ('completed', 1000, True)
+    """
+
+    def __init__(
+        self,
+        population: TwinPopulation,
+        min_effect_threshold: float | None = None,
+        confidence_threshold: float | None = None,
+        model_fidelity_score: float | None = None,
+        cache: ResultCache | Literal[False] | None = None,
+        effect_model: EffectModel | None = None,
+        config: TwinkernelConfig | None = None,
+    ) -> None:
+        if not isinstance(population, TwinPopulation):
+            raise TypeError(f"`population` must be a TwinPopulation; got {type(population).__name__}")
+        self.config = config if config is not None else get_config()
+        sim = self.config.simulation
+        self.population = population
+        self.min_effect_threshold = (
+            sim.recommendations.deploy_threshold
+            if min_effect_threshold is None
+            else as_number("min_effect_threshold", min_effect_threshold)
+        )
+        self.confidence_threshold = (
+            sim.confidence_threshold
+            if confidence_threshold is None
+            else as_number("confidence_threshold", confidence_threshold)
+        )
+        D.check_thresholds(self.min_effect_threshold, sim.recommendations.refine_threshold)
+        if not 0.0 <= self.confidence_threshold <= 1.0:
+            raise ValueError(
+                f"`confidence_threshold` must be between 0 and 1; got {self.confidence_threshold}"
+            )
+        if model_fidelity_score is not None and not (
+            0.0 <= as_number("model_fidelity_score", model_fidelity_score) <= 1.0
+        ):
+            raise ValueError(f"`model_fidelity_score` must be between 0 and 1; got {model_fidelity_score}")
+        self.model_fidelity_score = model_fidelity_score
+        self.effect_model = effect_model if effect_model is not None else EffectModel.from_config(self.config)
+        self.cache: ResultCache | None
+        if cache is False:
+            self.cache = None
+        elif cache is None:
+            self.cache = self._default_cache()
+        else:
+            self.cache = cache
+
+    def _default_cache(self) -> ResultCache | None:
+        if not self.config.simulation_cache.enabled:
+            return None
+        from ..simulation_cache import SimulationCache
+
+        return SimulationCache.from_config(self.config)
+
+    # --- public API --------------------------------------------------------------------------------------
+    def simulate(
+        self,
+        intervention_config: InterventionConfig,
+        population_filter: PopulationFilter | None = None,
+        confidence_level: float | None = None,
+        calculate_heterogeneity: bool = True,
+        use_cache: bool = True,
+        cache: ResultCache | None = None,
+        seed: int | None = None,
+        ci_method: str | None = None,
+        n_resamples: int | None = None,
+        debug_trace: bool = False,
+    ) -> SimulationResult:
+        """Simulate ``intervention_config`` on the (filtered, targeted) population.
+
+        Parameters
+        ----------
+        intervention_config
+            What to simulate.
+        population_filter
+            Which twins to simulate (``None``: all).
+        confidence_level
+            Of the interval, strictly between 0 and 1 (``None``: ``simulation.default_confidence_level``).
+        calculate_heterogeneity
+            Compute effects by specialty, decile, region and adoption stage.
+        use_cache, cache
+            Use the engine's cache (or the one given) for this call. Calls without ``seed`` are not cached
+            unless ``simulation_cache.cache_unseeded`` is set: their results are not reproducible.
+        seed
+            Seed of the counter-based random numbers; ``None`` draws one and records it in the result.
+        ci_method
+            ``"analytic"`` (z, or t below ``t_distribution_below_n`` twins), or a bootstrap method
+            ``"percentile"``, ``"basic"``, ``"bca"``. Default from the config.
+        n_resamples
+            Bootstrap replicates (default from the config); ignored for ``"analytic"``.
+        debug_trace
+            Log every twin's modifiers (first ``trace_limit`` twins) at DEBUG even when the ``twinkernel``
+            logger is not at DEBUG.
+
+        Returns
+        -------
+        SimulationResult
+            Status FAILED (never an exception, ``recommendation=None``) when fewer than ``min_twins``
+            twins remain; its message names filter values that matched no twin.
+        """
+        call = resolve_call(
+            self.config,
+            self.effect_model,
+            intervention_config,
+            population_filter,
+            confidence_level,
+            calculate_heterogeneity,
+            seed,
+            ci_method,
+            n_resamples,
+        )
+        request = SimulationRequest(
+            model_id=self.population.model_id,
+            population_fingerprint=self.population.fingerprint(),
+            intervention_config=call.ic,
+            population_filter=call.pf,
+            confidence_level=call.confidence_level,
+            ci_method=call.method,
+            n_resamples=call.n_resamples,
+            seed=call.seed,
+            seed_was_given=call.seed_given,
+            calculate_heterogeneity=call.heterogeneity,
+            kernel_version=KERNEL_VERSION,
+            effect_model_id=self.effect_model.model_id,
+        )
+        digest = request.digest()
+
+        def compute() -> SimulationResult:
+            return self._run(digest, call, debug_trace)
+
+        active_cache = cache if cache is not None else self.cache
+        cacheable = call.seed_given or self.config.simulation_cache.cache_unseeded
+        if use_cache and active_cache is not None and cacheable and not debug_trace:
+            return active_cache.get_or_compute(request, compute)
+        return compute()
+
+    def modifier_table(
+        self,
+        intervention_config: InterventionConfig,
+        population_filter: PopulationFilter | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+    ) -> pl.DataFrame:
+        """Every selected twin's effect modifiers as a Polars frame (``twin_id`` then MODIFIER_NAMES).
+
+        The effects equal those :meth:`simulate` computes with the same seed.
+        """
+        params = self.effect_model.parameters(intervention_config)
+        sel = self._select(intervention_config, population_filter or PopulationFilter())
+        index = sel.index if sel.index is not None else np.arange(sel.n, dtype=np.int64)
+        if limit is not None:
+            index = index[: max(0, int(limit))]
+        trace, _ = self._trace(index, params, seed)
+        cols: dict[str, Any] = {"twin_id": self.population.twin_ids.gather(index)}
+        for k, name in enumerate(K.MODIFIER_NAMES):
+            cols[name] = trace[:, k]
+        return pl.DataFrame(cols)
+
+    # --- the computation ---------------------------------------------------------------------------------
+    def _select(self, ic: InterventionConfig, pf: PopulationFilter) -> _Selection:
+        pop = self.population
+        m_filter = pop.mask(pf)
+        m_target = pop.mask(
+            None,
+            target_deciles=ic.target_deciles,
+            target_specialties=ic.target_specialties,
+            target_regions=ic.target_regions,
+        )
+        if m_filter is None and m_target is None:
+            return _Selection(None, pop.n, pop.n, pop.n)
+        m = m_filter if m_target is None else (m_target if m_filter is None else m_filter & m_target)
+        index = np.flatnonzero(m).astype(np.int64, copy=False)
+        index.setflags(write=False)
+        filtered = pop.n if m_filter is None else int(np.count_nonzero(m_filter))
+        return _Selection(index, int(index.shape[0]), filtered, int(index.shape[0]))
+
+    def _trace(self, index: np.ndarray, p: EffectParameters, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        return modifier_trace(self.population, index, p, seed, self.config.simulation.kernel_chunk_size)
+
+    def _emit_trace(self, sel: _Selection, p: EffectParameters, seed: int, force: bool) -> None:
+        limit = self.config.simulation.trace_limit
+        if sel.index is not None:
+            index = sel.index[:limit]
+        else:
+            index = np.arange(min(limit, sel.n), dtype=np.int64)
+        trace, _ = self._trace(index, p, seed)
+        emit_trace(self.population.twin_ids.gather(index).to_list(), trace, force)
+
+    def _run(self, request_digest: str, call: Call, debug_trace: bool) -> SimulationResult:
+        """Select, run the fused pass, take the interval and segments, decide, and build the result."""
+        t_start = time.perf_counter()
+        timings: dict[str, float] = {}
+        warnings = [*population_warnings(self.population), *call.params.warnings]
+        sel = self._select(call.ic, call.pf)
+        timings["select_ms"] = (time.perf_counter() - t_start) * 1e3
+        common = self._common_fields(request_digest, call, sel)
+        if sel.n < self.config.simulation.min_twins:
+            return self._failed(common, call, sel, warnings, timings, t_start)
+        if debug_trace or trace_logger.isEnabledFor(logging.DEBUG):
+            self._emit_trace(sel, call.params, call.seed, force=debug_trace)
+
+        t = time.perf_counter()
+        fused = self._fused_pass(sel, call)
+        timings["kernel_ms"] = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        ci = interval(self.population, self.config, fused, sel.index, call)
+        warnings.extend(ci.warnings)
+        timings["interval_ms"] = (time.perf_counter() - t) * 1e3
+        het = EffectHeterogeneity()
+        if call.heterogeneity:
+            t = time.perf_counter()
+            het = heterogeneity(self.population, self.config, fused, call.confidence_level, ci.boot)
+            timings["heterogeneity_ms"] = (time.perf_counter() - t) * 1e3
+        dq = data_quality(self.population, fused.counts, sel.index)
+        decision = self._decide(ci, sel, call, dq, warnings)
+        nbytes = fused.effects.nbytes + (sel.index.nbytes + self.population.n if sel.index is not None else 0)
+        elapsed = (time.perf_counter() - t_start) * 1e3
+        timings["total_ms"] = elapsed
+        result = SimulationResult(
+            **common,
+            **decision,
+            twin_count=sel.n,
+            simulated_ate=ci.ate,
+            simulated_ci_lower=ci.ci_lower,
+            simulated_ci_upper=ci.ci_upper,
+            simulated_std_error=ci.se,
+            effect_heterogeneity=het,
+            recommended_duration_weeks=call.ic.duration_weeks,
+            status=SimulationStatus.COMPLETED,
+            execution_time_ms=elapsed,
+            timings_ms=timings,
+            completed_at=datetime.now(UTC),
+            warnings=tuple(warnings),
+            data_quality=dq,
+            memory_usage_mb=nbytes / 2**20,
+        )
+        _log_result(result)
+        return result
+
+    def _common_fields(self, request_digest: str, call: Call, sel: _Selection) -> dict[str, Any]:
+        return dict(
+            model_id=self.population.model_id,
+            intervention_config=call.ic,
+            population_filter=call.pf,
+            twin_type=self.population.twin_type.value,
+            brand=self.population.brand,
+            population_size=sel.population_size,
+            targeted_count=sel.targeted,
+            confidence_level=call.confidence_level,
+            created_at=datetime.now(UTC),
+            ci_method=call.method,
+            n_resamples=call.n_resamples,
+            effect_provenance=self.effect_model.provenance,
+            seed=call.seed,
+            model_fidelity_score=self.model_fidelity_score,
+            kernel_version=KERNEL_VERSION,
+            request_digest=request_digest,
+        )
+
+    def _failed(
+        self,
+        common: dict[str, Any],
+        call: Call,
+        sel: _Selection,
+        warnings: list[str],
+        timings: dict[str, float],
+        t_start: float,
+    ) -> SimulationResult:
+        """The FAILED result for too few twins: no recommendation, a message naming unmatched values."""
+        message = (
+            f"Insufficient twins: {sel.n} after filtering and targeting "
+            f"(population {self.population.n}, minimum {self.config.simulation.min_twins})"
+        )
+        unmatched = unmatched_values(self.population, call.pf, call.ic)
+        if unmatched:
+            listed = "; ".join(f"{name}={values!r}" for name, values in sorted(unmatched.items()))
+            message += f"; these filter/target values match no twin: {listed}"
+        logger.warning("simulation of %s failed: %s", call.ic.intervention_type, message)
+        elapsed = (time.perf_counter() - t_start) * 1e3
+        return SimulationResult(
+            **common,
+            twin_count=0,
+            simulated_ate=0.0,
+            simulated_ci_lower=0.0,
+            simulated_ci_upper=0.0,
+            simulated_std_error=0.0,
+            recommendation=None,
+            recommendation_rationale=f"no recommendation: the simulation failed ({message})",
+            simulation_confidence=0.0,
+            status=SimulationStatus.FAILED,
+            error_message=message,
+            execution_time_ms=elapsed,
+            timings_ms={**timings, "total_ms": elapsed},
+            completed_at=datetime.now(UTC),
+            warnings=tuple(warnings),
+        )
+
+    def _fused_pass(self, sel: _Selection, call: Call) -> FusedPass:
+        """One kernel pass: effects, their moments, the baseline's moments and the per-segment sums."""
+        sim = self.config.simulation
+        p, seed, calculate_heterogeneity = call.params, call.seed, call.heterogeneity
+        c = self.population.kernel_columns
+        effects = np.empty(sel.n, dtype=np.float64)
+        use_index = sel.index is not None
+        offsets = self.population.segment_offsets
+        cap = p.value(K.P_CAP)
+        # Sums are taken about a shift near the mean so the variance does not lose precision.
+        nominal = p.value(K.P_BASE) * p.value(K.P_INTENSITY) * p.value(K.P_DURATION) * p.value(K.P_CHANNEL)
+        effect_shift = min(cap, max(-cap, nominal))
+        baseline_shift = self.population.baseline_mean
+        counts, sums, groups = K.simulate_pass(
+            c.decile,
+            c.engagement,
+            c.adoption,
+            c.tier,
+            c.peer,
+            c.propensity,
+            c.baseline,
+            sel.index if use_index else _EMPTY_INDEX,
+            use_index,
+            p.params,
+            p.adoption_multipliers,
+            p.tier_multipliers,
+            np.uint64(seed),
+            sim.kernel_chunk_size,
+            c.segment_codes,
+            offsets,
+            int(offsets[-1]),
+            calculate_heterogeneity,
+            effect_shift,
+            baseline_shift,
+            effects,
+        )
+        return FusedPass(effects, counts.sum(axis=0), combine_columns(sums), groups, effect_shift)
+
+    def _outcome_sd(self, interval: Interval, sel: _Selection, warnings: list[str]) -> float:
+        """Outcome sd a real test would measure: baseline spread + effect spread + residual.
+
+        Without a ``baseline_outcome`` column the baseline spread is unknown:
+        ``simulation.default_outcome_sd`` stands in for it and the result says so (the effect spread
+        alone would promise absurd power).
+        """
+        sim = self.config.simulation
+        residual_sd = (
+            self.population.outcome_residual_sd
+            if self.population.outcome_residual_sd is not None
+            else sim.outcome_residual_sd
+        )
+        baseline_var = interval.baseline_var
+        if baseline_missing(self.population, sel.index):
+            baseline_var = sim.default_outcome_sd**2
+            warnings.append(
+                "the population has no baseline_outcome values: the sample size assumes an outcome sd of "
+                f"{sim.default_outcome_sd} (simulation.default_outcome_sd) for the baseline spread"
+            )
+        return math.sqrt(baseline_var + interval.var + residual_sd**2)
+
+    def _decide(
+        self,
+        interval: Interval,
+        sel: _Selection,
+        call: Call,
+        data_quality: Mapping[str, Mapping[str, int]],
+        warnings: list[str],
+    ) -> dict[str, Any]:
+        """Sample size, power, recommendation, confidence and their warnings (appended to ``warnings``)."""
+        sim = self.config.simulation
+        rec = sim.recommendations
+        outcome_sd = self._outcome_sd(interval, sel, warnings)
+        size = D.sample_size(
+            interval.ate,
+            outcome_sd,
+            alpha=rec.alpha,
+            power=rec.power,
+            min_size=rec.min_sample_size,
+            max_size=rec.max_sample_size,
+        )
+        if not math.isfinite(outcome_sd):
+            warnings.append("the outcome variance is not finite: power and Cohen's d are not reported")
+        recommendation, rationale = D.recommend(
+            interval.ate,
+            interval.ci_lower,
+            interval.ci_upper,
+            call.confidence_level,
+            deploy_threshold=self.min_effect_threshold,
+            refine_threshold=rec.refine_threshold,
+        )
+        score = sim.confidence_score
+        known_fidelity = self.model_fidelity_score
+        fidelity = known_fidelity if known_fidelity is not None else sim.default_fidelity
+        confidence = D.simulation_confidence(
+            sel.n,
+            interval.se,
+            interval.ate,
+            fidelity,
+            weight_n=score.weight_n,
+            weight_se=score.weight_se,
+            weight_fidelity=score.weight_fidelity,
+            n_reference=score.n_reference,
+            ate_epsilon=score.ate_epsilon,
+        )
+        fidelity_reason = None
+        if known_fidelity is not None and known_fidelity < sim.fidelity_warning_threshold:
+            fidelity_reason = (
+                f"model fidelity score {known_fidelity:.3f} is below "
+                f"{sim.fidelity_warning_threshold:.2f}: validate it against a real experiment before relying "
+                "on it"
+            )
+            warnings.append(fidelity_reason)
+        if confidence < self.confidence_threshold:
+            warnings.append(
+                f"simulation confidence {confidence:.3f} is below the threshold "
+                f"{self.confidence_threshold:.2f}"
+            )
+        if "effect" in data_quality:
+            warnings.append(
+                f"{data_quality['effect']['capped']} individual effects reached the cap "
+                f"±{call.params.value(K.P_CAP)} and were clamped"
+            )
+        return dict(
+            recommendation=recommendation,
+            recommendation_rationale=rationale,
+            recommended_sample_size=size.per_arm,
+            simulation_confidence=confidence,
+            fidelity_warning=fidelity_reason is not None,
+            fidelity_warning_reason=fidelity_reason,
+            effect_size_cohens_d=size.cohens_d,
+            statistical_power=size.power,
+            outcome_std=outcome_sd if math.isfinite(outcome_sd) else None,
+        )
+
+
+def _log_result(result: SimulationResult) -> None:
+    recommendation = result.recommendation.value.upper() if result.recommendation is not None else "NONE"
+    logger.info(
+        "simulated %s on %d twins: ATE %.5f, %.0f%% CI [%.5f, %.5f] (%s) -> %s in %.1f ms",
+        result.intervention_config.intervention_type,
+        result.twin_count,
+        result.simulated_ate,
+        result.confidence_level * 100,
+        result.simulated_ci_lower,
+        result.simulated_ci_upper,
+        result.ci_method,
+        recommendation,
+        result.execution_time_ms,
+    )
