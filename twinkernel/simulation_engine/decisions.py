@@ -170,7 +170,8 @@ def sample_size(
     elif outcome_sd == 0.0:
         per_arm = min_size
     else:
-        raw = 2.0 * z**2 * outcome_sd**2 / ate**2
+        ratio = outcome_sd / abs(ate)  # squared after dividing: ate**2 alone underflows to 0 for tiny ATEs
+        raw = 2.0 * z * z * ratio * ratio
         per_arm = max_size if not math.isfinite(raw) else int(min(max_size, max(min_size, math.ceil(raw))))
     if outcome_sd == 0.0:
         return SampleSize(per_arm, 1.0 if ate != 0.0 else alpha, None)
