@@ -127,3 +127,27 @@ def test_environment_overrides(tmp_path, monkeypatch, raw):
     assert cfg.simulation.min_twins == 250
     assert cfg.simulation_cache.redis_url == "redis://127.0.0.1:6390/2"
     assert cfg.source == str(alt)
+
+
+def test_log_level_is_gone(raw):
+    # A library never sets log levels: the key was validated but never read, and is now refused.
+    assert raw["observability"] == {}
+    raw["observability"]["log_level"] = "INFO"
+    with pytest.raises(ConfigError, match=r"observability\.log_level: Extra inputs are not permitted"):
+        config_from_mapping(raw)
+
+
+def test_simulation_boundary_keys(raw):
+    cfg = config_from_mapping(raw)
+    assert cfg.simulation.known_channels == ("email", "digital", "in_person", "phone")
+    assert cfg.simulation.default_outcome_sd == 0.5
+    raw["simulation"]["intervention_effects"]["types"]["email_campaign"]["channel_multipliers"]["fax"] = 0.5
+    with pytest.raises(
+        ConfigError, match=r"channel_multipliers name channels missing from known_channels: \['fax'\]"
+    ):
+        config_from_mapping(raw)
+    raw["simulation"]["default_outcome_sd"] = 0.0
+    with pytest.raises(
+        ConfigError, match=r"simulation\.default_outcome_sd: .*allowed range \(0\.0, 1000\.0\]"
+    ):
+        config_from_mapping(raw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -17,6 +18,7 @@ from twinkernel import (
     InterventionConfig,
     InterventionType,
     PopulationFilter,
+    SimulationCache,
     SimulationEngine,
     SimulationRecommendation,
     SimulationStatus,
@@ -563,3 +565,105 @@ class TestSelectionAndResult:
             engine.simulate(EMAIL, ci_method="jackknife", seed=1)
         with pytest.raises(TypeError, match="population"):
             SimulationEngine(pl.DataFrame())
+
+
+class TestHardening:
+    """Issue 8 defects at the engine boundary."""
+
+    def test_result_is_frozen(self, make_engine):
+        result = make_engine(300).simulate(EMAIL, seed=1)
+        with pytest.raises(ValidationError, match="frozen"):
+            result.twin_count = 1
+        with pytest.raises(TypeError, match="does not support item assignment"):
+            result.effect_heterogeneity.by_region["south"] = result.effect_heterogeneity.by_region["west"]
+        assert json.loads(json.dumps(result.to_dict()))["twin_count"] == 300
+
+    def test_confidence_level_none_uses_the_config_default(self, make_engine, config):
+        engine = make_engine(300)
+        default = engine.simulate(EMAIL, seed=1)
+        assert default.confidence_level == config.simulation.default_confidence_level
+        explicit = engine.simulate(EMAIL, confidence_level=config.simulation.default_confidence_level, seed=1)
+        assert explicit.simulated_ci_lower == default.simulated_ci_lower
+        # Defect: None raised a bare TypeError; strings were compared as numbers.
+        for bad in ("0.9", True, [0.9]):
+            with pytest.raises(
+                ValueError, match=r"`confidence_level` must be a number strictly between 0 and 1"
+            ):
+                engine.simulate(EMAIL, confidence_level=bad, seed=1)
+
+    def test_no_cache_and_shared_cache(self, make_population, config):
+        pop = make_population(400)
+        assert SimulationEngine(pop).cache is not None  # default: the embedded cache from the config
+        uncached = SimulationEngine(pop, cache=False)
+        assert uncached.cache is None
+        assert [uncached.simulate(EMAIL, seed=3).from_cache for _ in range(2)] == [False, False]
+        shared = SimulationCache.from_config(config, backend="memory")
+        first = SimulationEngine(pop, cache=shared).simulate(EMAIL, seed=3)
+        second = SimulationEngine(pop, cache=shared).simulate(EMAIL, seed=3)
+        assert (first.from_cache, second.from_cache) == (False, True)
+        assert second.simulation_id == first.simulation_id
+
+    def test_unmatched_filter_value_is_named(self, make_engine):
+        engine = make_engine(500)
+        result = engine.simulate(EMAIL, PopulationFilter(regions=["atlantis", "south"]), seed=1)
+        frame = engine.population.frame
+        n_south = int((frame["region"].cast(pl.String) == "south").sum())
+        assert result.status is SimulationStatus.COMPLETED and result.twin_count == n_south
+        failed = engine.simulate(EMAIL, PopulationFilter(regions=["atlantis", "South"]), seed=1)
+        assert failed.status is SimulationStatus.FAILED
+        assert "Insufficient twins: 0" in failed.error_message
+        assert "regions=['South', 'atlantis']" in failed.error_message
+        assert failed.recommendation is None
+
+    def test_missing_baseline_outcome_uses_the_default_outcome_sd(self, config):
+        rng = np.random.default_rng(12)
+        n = 2000
+        pop = TwinPopulation.from_frame(
+            pl.DataFrame({"decile": rng.integers(1, 11, n), "digital_engagement_score": rng.random(n)})
+        )
+        engine = _engine(pop)
+        result = engine.simulate(EMAIL, seed=4)
+        effects = engine.modifier_table(EMAIL, seed=4)["effect"].to_numpy()
+        default_sd = config.simulation.default_outcome_sd
+        expected_sd = math.sqrt(default_sd**2 + np.var(effects, ddof=1))
+        assert result.outcome_std == pytest.approx(expected_sd, rel=1e-9)
+        # Defect: the effect spread alone gave power 1.00 and Cohen's d 2.4 at 100 twins per arm.
+        assert result.effect_size_cohens_d == pytest.approx(result.simulated_ate / expected_sd, rel=1e-9)
+        assert result.effect_size_cohens_d < 0.2
+        assert result.recommended_sample_size > config.simulation.recommendations.min_sample_size
+        assert any("default_outcome_sd" in w for w in result.warnings)
+
+    def test_infinite_outcome_variance_is_reported_not_raised(self):
+        values = np.full(300, 0.3)
+        values[7] = 1e200  # its square overflows: the outcome variance is infinite
+        rng = np.random.default_rng(3)
+        pop = TwinPopulation.from_frame(
+            pl.DataFrame({"decile": rng.integers(1, 11, 300), "baseline_outcome": values})
+        )
+        result = _engine(pop).simulate(EMAIL, seed=1)
+        assert result.status is SimulationStatus.COMPLETED
+        assert result.statistical_power is None and result.effect_size_cohens_d is None
+        assert result.outcome_std is None
+        assert any("not finite" in w for w in result.warnings)
+
+    def test_power_at_zero_effect_is_alpha(self, config, make_engine):
+        engine = make_engine(500, effect_model=_noiseless(config, base_effect=0.0))
+        result = engine.simulate(EMAIL, seed=1)
+        rec = config.simulation.recommendations
+        assert result.simulated_ate == 0.0
+        assert result.recommended_sample_size == rec.max_sample_size
+        # Defect: reported as alpha / 2 = 0.025.
+        assert result.statistical_power == pytest.approx(rec.alpha, rel=1e-12)
+
+    def test_population_warnings_reach_every_result(self, make_population):
+        class WarnedPopulation(TwinPopulation):
+            warnings = ("column 'decile' is missing: every twin took the default 5",)
+
+        frame = make_population(300).frame
+        pop = WarnedPopulation.from_frame(frame)
+        engine = _engine(pop)
+        ok = engine.simulate(EMAIL, seed=1)
+        failed = engine.simulate(EMAIL, PopulationFilter(deciles=[1]), seed=1)
+        assert failed.status is SimulationStatus.FAILED
+        for result in (ok, failed):
+            assert result.warnings[0] == WarnedPopulation.warnings[0]

@@ -194,8 +194,9 @@ def simulation_confidence(
 
     Examples
     --------
-    >>> simulation_confidence(10_000, 0.0, 0.05, 0.7, weight_n=0.3, weight_se=0.3, weight_fidelity=0.4,
-    ...                       n_reference=10_000, ate_epsilon=0.001)
+    >>> value = simulation_confidence(10_000, 0.0, 0.05, 0.7, weight_n=0.3, weight_se=0.3,
+    ...                               weight_fidelity=0.4, n_reference=10_000, ate_epsilon=0.001)
+    >>> round(value, 12)
     0.88
     """
     value = (
