@@ -7,6 +7,7 @@ returned timings.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -72,7 +73,7 @@ def compile() -> dict[str, float]:
     engine = SimulationEngine(population, cache=False, config=cfg)
     ic = InterventionConfig(intervention_type="email_campaign")
     decile = cfg.simulation.intervention_effects.decile
-    some = PopulationFilter(deciles=list(range(decile.low, decile.high + 1)))
+    some = PopulationFilter(deciles=tuple(range(decile.low, decile.high + 1)))
 
     _timed(steps, "simulate", lambda: engine.simulate(ic, seed=_WARMUP_SEED))
     _timed(
@@ -85,32 +86,28 @@ def compile() -> dict[str, float]:
     for resampling in ("multinomial", "poisson", "blb"):
         for grouped in (False, True):
             name = f"bootstrap_{resampling}{'_groups' if grouped else ''}"
-            _timed(
-                steps,
-                name,
-                lambda r=resampling, g=grouped: bootstrap_ci(
-                    values,
-                    codes if g else None,
-                    n_resamples=_WARMUP_RESAMPLES,
-                    method="bca",
-                    resampling=r,
-                    seed=_WARMUP_SEED,
-                ),
-            )
-    for label, blb_min_n in (("poisson", n + 1), ("blb", 1)):
-        _timed(
-            steps,
-            f"engine_intervals_{label}",
-            lambda m=blb_min_n: engine_intervals(
+            run = functools.partial(
+                bootstrap_ci,
                 values,
-                [codes],
-                [2],
-                method="bca",
+                codes if grouped else None,
                 n_resamples=_WARMUP_RESAMPLES,
-                confidence_level=cfg.simulation.default_confidence_level,
+                method="bca",
+                resampling=resampling,
                 seed=_WARMUP_SEED,
-                blb_min_n=m,
-            ),
+            )
+            _timed(steps, name, run)
+    for label, blb_min_n in (("poisson", n + 1), ("blb", 1)):
+        run_engine = functools.partial(
+            engine_intervals,
+            values,
+            [codes],
+            [2],
+            method="bca",
+            n_resamples=_WARMUP_RESAMPLES,
+            confidence_level=cfg.simulation.default_confidence_level,
+            seed=_WARMUP_SEED,
+            blb_min_n=blb_min_n,
         )
+        _timed(steps, f"engine_intervals_{label}", run_engine)
     steps["total"] = time.perf_counter() - t_total
     return steps

@@ -23,6 +23,7 @@ from ..kernels import effects as K
 from ..kernels.stats import combine_columns
 from ..models import (
     EffectHeterogeneity,
+    FrozenMapping,
     InterventionConfig,
     PopulationFilter,
     SimulationRequest,
@@ -261,9 +262,14 @@ class SimulationEngine:
             target_specialties=ic.target_specialties,
             target_regions=ic.target_regions,
         )
-        if m_filter is None and m_target is None:
+        if m_filter is not None and m_target is not None:
+            m = m_filter & m_target
+        elif m_filter is not None:
+            m = m_filter
+        elif m_target is not None:
+            m = m_target
+        else:
             return _Selection(None, pop.n, pop.n, pop.n)
-        m = m_filter if m_target is None else (m_target if m_filter is None else m_filter & m_target)
         index = np.flatnonzero(m).astype(np.int64, copy=False)
         index.setflags(write=False)
         filtered = pop.n if m_filter is None else int(np.count_nonzero(m_filter))
@@ -323,10 +329,10 @@ class SimulationEngine:
             recommended_duration_weeks=call.ic.duration_weeks,
             status=SimulationStatus.COMPLETED,
             execution_time_ms=elapsed,
-            timings_ms=timings,
+            timings_ms=FrozenMapping(timings),
             completed_at=datetime.now(UTC),
             warnings=tuple(warnings),
-            data_quality=dq,
+            data_quality=FrozenMapping({k: FrozenMapping(v) for k, v in dq.items()}),
             memory_usage_mb=nbytes / 2**20,
         )
         _log_result(result)
@@ -385,7 +391,7 @@ class SimulationEngine:
             status=SimulationStatus.FAILED,
             error_message=message,
             execution_time_ms=elapsed,
-            timings_ms={**timings, "total_ms": elapsed},
+            timings_ms=FrozenMapping({**timings, "total_ms": elapsed}),
             completed_at=datetime.now(UTC),
             warnings=tuple(warnings),
         )
@@ -480,11 +486,32 @@ class SimulationEngine:
             deploy_threshold=self.min_effect_threshold,
             refine_threshold=rec.refine_threshold,
         )
+        confidence, fidelity_reason = self._confidence(interval, sel.n, warnings)
+        if "effect" in data_quality:
+            warnings.append(
+                f"{data_quality['effect']['capped']} individual effects reached the cap "
+                f"±{call.params.value(K.P_CAP)} and were clamped"
+            )
+        return dict(
+            recommendation=recommendation,
+            recommendation_rationale=rationale,
+            recommended_sample_size=size.per_arm,
+            simulation_confidence=confidence,
+            fidelity_warning=fidelity_reason is not None,
+            fidelity_warning_reason=fidelity_reason,
+            effect_size_cohens_d=size.cohens_d,
+            statistical_power=size.power,
+            outcome_std=outcome_sd if math.isfinite(outcome_sd) else None,
+        )
+
+    def _confidence(self, interval: Interval, n: int, warnings: list[str]) -> tuple[float, str | None]:
+        """Simulation confidence, and the fidelity warning's reason (both warnings appended)."""
+        sim = self.config.simulation
         score = sim.confidence_score
         known_fidelity = self.model_fidelity_score
         fidelity = known_fidelity if known_fidelity is not None else sim.default_fidelity
         confidence = D.simulation_confidence(
-            sel.n,
+            n,
             interval.se,
             interval.ate,
             fidelity,
@@ -507,22 +534,7 @@ class SimulationEngine:
                 f"simulation confidence {confidence:.3f} is below the threshold "
                 f"{self.confidence_threshold:.2f}"
             )
-        if "effect" in data_quality:
-            warnings.append(
-                f"{data_quality['effect']['capped']} individual effects reached the cap "
-                f"±{call.params.value(K.P_CAP)} and were clamped"
-            )
-        return dict(
-            recommendation=recommendation,
-            recommendation_rationale=rationale,
-            recommended_sample_size=size.per_arm,
-            simulation_confidence=confidence,
-            fidelity_warning=fidelity_reason is not None,
-            fidelity_warning_reason=fidelity_reason,
-            effect_size_cohens_d=size.cohens_d,
-            statistical_power=size.power,
-            outcome_std=outcome_sd if math.isfinite(outcome_sd) else None,
-        )
+        return confidence, fidelity_reason
 
 
 def _log_result(result: SimulationResult) -> None:
