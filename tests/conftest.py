@@ -49,6 +49,7 @@ def fused_pass(
         c.peer,
         c.propensity,
         c.baseline,
+        c.twin_key,
         EMPTY_INDEX if index is None else index,
         index is not None,
         effect_params.params if params is None else params,
