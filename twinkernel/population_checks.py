@@ -136,7 +136,8 @@ def check_float_column(s: pl.Series, name: str, ids: pl.Series | None, max_abs: 
     if n_bad == 0:
         return FloatColumn(out.alias(name), 0, None)
     row = int(np.flatnonzero(bad.to_numpy())[0])
-    return FloatColumn(pl.when(bad).then(None).otherwise(out).alias(name), n_bad, row)
+    cleaned = pl.select(pl.when(bad).then(None).otherwise(out)).to_series()
+    return FloatColumn(cleaned.alias(name), n_bad, row)
 
 
 def check_integer_column(
