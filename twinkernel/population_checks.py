@@ -165,6 +165,8 @@ def check_twin_ids(ids: pl.Series) -> None:
     if ids.null_count():
         row = int(np.flatnonzero(ids.is_null().to_numpy())[0])
         raise ValueError(f"`twin_id` must not be null; row {row} is null ({ids.null_count()} null ids)")
+    if ids.n_unique() == ids.len():
+        return
     duplicated = ids.is_duplicated()
     if duplicated.any():
         rows = np.flatnonzero(duplicated.to_numpy())
