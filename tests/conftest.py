@@ -12,6 +12,10 @@ from twinkernel.models import ADOPTION_STAGES
 # Kernel vs plain-Python reference: both use the same counter RNG; the only difference is libm rounding.
 KERNEL_RTOL = 1e-12
 KERNEL_ATOL = 1e-14
+# Golden values (tests/unit/test_golden.py) vs the same kernels later: only libm's last bits may differ.
+GOLDEN_RTOL = 1e-12
+# ATE of the same twins in another row order / selection: fixed-slot sums differ only in rounding.
+ROW_ORDER_ATE_RTOL = 1e-12
 
 SPECIALTIES = ("cardiology", "dermatology", "endocrinology", "oncology", "primary_care")
 REGIONS = ("midwest", "northeast", "south", "west")
@@ -49,6 +53,7 @@ def fused_pass(
         c.peer,
         c.propensity,
         c.baseline,
+        c.twin_key,
         EMPTY_INDEX if index is None else index,
         index is not None,
         effect_params.params if params is None else params,

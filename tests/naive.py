@@ -39,12 +39,37 @@ def standard_normal(key: int, index: int) -> float:
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
+FNV_OFFSET = 0xCBF29CE484222325
+FNV_PRIME = 0x100000001B3
+
+
+def fnv1a64(data: bytes) -> int:
+    h = FNV_OFFSET
+    for b in data:
+        h = ((h ^ b) * FNV_PRIME) & MASK64
+    return h
+
+
+def twin_key(twin_id: object) -> int:
+    """The stable key of one twin id: mix64 of the integer, or of FNV-1a-64 of the id's UTF-8 bytes."""
+    if isinstance(twin_id, (int, np.integer)) and not isinstance(twin_id, bool):
+        return mix64(int(twin_id) & MASK64)
+    return mix64(fnv1a64(str(twin_id).encode("utf-8")))
+
+
+def twin_normal(seed: int, key: int) -> float:
+    """The effect-noise normal of the twin with key ``key`` (streams 1 and 2, Box-Muller)."""
+    u1 = uniform(key_for(seed, 1), key)
+    u2 = uniform(key_for(seed, 2), key)
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
 def _clamp(x: float, lo: float, hi: float) -> float:
     return lo if x < lo else hi if x > hi else x
 
 
 def twin_modifiers(
-    i: int,
+    key: int,
     decile: float,
     engagement: float,
     adoption_code: int,
@@ -56,7 +81,7 @@ def twin_modifiers(
     tier_mult: np.ndarray,
     seed: int,
 ) -> dict[str, float]:
-    """One twin's modifiers and effect, as in SPEC §3, written out plainly."""
+    """One twin's modifiers and effect, as in SPEC §3, written out plainly (``key``: the twin key)."""
     p = [float(v) for v in params]
     d = _clamp(float(decile), p[K.P_DECILE_LOW], p[K.P_DECILE_HIGH])
     m = {
@@ -86,7 +111,7 @@ def twin_modifiers(
         total *= m[name]
     m["total"] = total
     m["base_effect"] = p[K.P_BASE]
-    m["noise"] = 0.0 if gated else p[K.P_NOISE_SD] * standard_normal(key_for(seed, 1), i)
+    m["noise"] = 0.0 if gated else p[K.P_NOISE_SD] * twin_normal(seed, int(key))
     m["effect"] = _clamp(p[K.P_BASE] * total + m["noise"], -p[K.P_CAP], p[K.P_CAP])
     return m
 
@@ -97,7 +122,7 @@ def individual_effects(columns, index, params, adoption_mult, tier_mult, seed) -
     out = []
     for i in rows:
         m = twin_modifiers(
-            i,
+            int(columns.twin_key[i]),
             columns.decile[i],
             columns.engagement[i],
             columns.adoption[i],

@@ -92,6 +92,24 @@ class MissingValueDefaults(_Section):
     preferred_channel: str
 
 
+class PopulationChecksConfig(_Section):
+    """How a population's columns are checked when it is built (twinkernel.population)."""
+
+    warn_defaulted_share: float = Field(gt=0.0, le=1.0)
+    error_defaulted_share: float | None = Field(gt=0.0, le=1.0)
+    max_abs_value: float = Field(gt=0.0)
+    near_miss_cutoff: float = Field(gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _warn_below_error(self) -> PopulationChecksConfig:
+        if self.error_defaulted_share is not None and self.error_defaulted_share < self.warn_defaulted_share:
+            raise ValueError(
+                f"error_defaulted_share ({self.error_defaulted_share}) must not be below "
+                f"warn_defaulted_share ({self.warn_defaulted_share})"
+            )
+        return self
+
+
 class LinearModifier(_Section):
     intercept: float = Field(ge=0.0, le=10.0)
     slope: float = Field(ge=-10.0, le=10.0)
@@ -180,6 +198,7 @@ class SimulationConfig(_Section):
     default_outcome_sd: float = Field(gt=0.0, le=1000.0)
     known_channels: tuple[str, ...] = Field(min_length=1)
     missing_value_defaults: MissingValueDefaults
+    population_checks: PopulationChecksConfig
     intervention_effects: InterventionEffectsConfig
     recommendations: RecommendationConfig
 

@@ -4,6 +4,13 @@ A population holds ``frame`` (one row per twin) plus NumPy views the kernels rea
 contiguous arrays and categorical columns as small integer codes. Missing values get the documented
 defaults from the configuration and are remembered per twin (a bit mask), so every simulation can report
 how many of its twins relied on a default.
+
+Construction checks every column (:mod:`twinkernel.population_checks`): wrong types, non-integer deciles,
+duplicate ids and unparseable values are errors naming the column and an example row; needed columns that
+are absent or mostly missing are named in :attr:`TwinPopulation.warnings` (with a "did you mean" for a
+near-miss column name). Every twin gets a stable 64-bit key of its ``twin_id``
+(:attr:`KernelColumns.twin_key`) that indexes its random noise, so selecting, shuffling or partitioning
+rows never changes a twin's effect.
 """
 
 from __future__ import annotations
@@ -17,9 +24,27 @@ import numpy as np
 import polars as pl
 
 from .config import TwinkernelConfig, get_config
-from .models import ADOPTION_STAGES, DigitalTwin, PopulationFilter, TwinType
+from .models import ADOPTION_STAGES, DigitalTwin, InterventionConfig, PopulationFilter, TwinType
+from .population_checks import (
+    _as_numpy,
+    _encode_category,
+    _enum_labels,
+    check_float_column,
+    check_integer_column,
+    check_twin_ids,
+    find_unmatched,
+    near_miss,
+    suggest_for_unmatched,
+    twin_keys,
+)
 
-__all__ = ["DEFAULTED_BITS", "TWIN_FEATURE_COLUMNS", "KernelColumns", "TwinPopulation"]
+__all__ = [
+    "DEFAULTED_BITS",
+    "EFFECT_MODEL_COLUMNS",
+    "TWIN_FEATURE_COLUMNS",
+    "KernelColumns",
+    "TwinPopulation",
+]
 
 TWIN_FEATURE_COLUMNS: tuple[str, ...] = (
     "specialty",
@@ -62,6 +87,22 @@ DEFAULTED_BITS: dict[str, int] = {
     )
 }
 """Bit set in the per-twin mask when that column's value was missing and took its default."""
+EFFECT_MODEL_COLUMNS: tuple[str, ...] = (
+    "decile",
+    "digital_engagement_score",
+    "adoption_stage",
+    "priority_tier",
+    "peer_influence_score",
+    "baseline_propensity",
+    "baseline_outcome",
+)
+"""Columns the effect model and the power analysis read: absent or mostly missing ones are warned about."""
+RECOGNISED_COLUMNS: tuple[str, ...] = (
+    "twin_id",
+    *TWIN_FEATURE_COLUMNS,
+    "baseline_outcome",
+    "baseline_propensity",
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +125,7 @@ class KernelColumns:
     defaulted: np.ndarray  # uint16 bit mask per twin, see DEFAULTED_BITS
     segment_codes: tuple[np.ndarray, ...]  # uint8 codes for (specialty, decile, region, adoption_stage)
     segment_labels: tuple[tuple[str, ...], ...]
+    twin_key: np.ndarray  # uint64 stable key of each twin_id (indexes the twin's random noise)
 
     @property
     def nbytes(self) -> int:
@@ -91,48 +133,6 @@ class KernelColumns:
             a.nbytes
             for a in (self.decile, self.engagement, self.adoption, self.tier, self.peer, self.propensity)
         )
-
-
-def _as_numpy(s: pl.Series) -> np.ndarray:
-    return s.rechunk().to_numpy()
-
-
-def _encode_category(
-    s: pl.Series, default: str, forced: Sequence[str] | None = None, normalise: bool = False
-) -> pl.Series:
-    """Encode a column as a polars Enum without materialising per-row strings; nulls take ``default``.
-
-    Only the distinct labels are handled in Python: rows are mapped through a small code lookup. With
-    ``forced`` the categories are fixed (stable codes across frames) and any label outside them becomes
-    ``"other"``; ``normalise`` strips and lower-cases labels before matching. Otherwise the categories are
-    the sorted distinct labels (plus ``default`` when there are nulls).
-    """
-    has_nulls = s.null_count() > 0
-    if s.dtype == pl.Enum and forced is None and not has_nulls:
-        return s
-    if s.dtype == pl.Enum or s.dtype == pl.Categorical:
-        labels = s.dtype.categories.to_list()
-        physical = s.to_physical()
-    else:
-        strings = s if s.dtype == pl.String else s.cast(pl.String)
-        labels = strings.drop_nulls().unique().sort().to_list()
-        physical = strings.replace_strict(labels, list(range(len(labels))), return_dtype=pl.UInt32)
-    if forced is not None:
-        target = list(forced)
-        index = {t: i for i, t in enumerate(target)}
-        other = index["other"]
-        lut = [index.get(lab.strip().lower() if normalise else lab, other) for lab in labels]
-    elif s.dtype == pl.Enum:
-        target = labels + ([default] if default not in labels else [])
-        lut = list(range(len(labels)))
-    else:
-        target = sorted(set(labels) | ({default} if has_nulls else set()))
-        index = {t: i for i, t in enumerate(target)}
-        lut = [index[lab] for lab in labels]
-    dtype = np.uint8 if len(target) <= 256 else np.uint32
-    table = np.asarray([*lut, target.index(default) if has_nulls else 0], dtype=dtype)
-    codes = table[_as_numpy(physical.fill_null(len(labels)).cast(pl.UInt32))]
-    return pl.Series(s.name, codes).cat.to(pl.Enum(target))
 
 
 class TwinPopulation:
@@ -171,6 +171,8 @@ class TwinPopulation:
         model_id: str | None = None,
         outcome_residual_sd: float | None = None,
         config: TwinkernelConfig | None = None,
+        *,
+        _inherit: tuple[np.ndarray, tuple[str, ...]] | None = None,
     ) -> None:
         if not isinstance(frame, pl.DataFrame):
             raise TypeError(f"`frame` must be a polars DataFrame; got {type(frame).__name__}")
@@ -183,7 +185,11 @@ class TwinPopulation:
             raise ValueError(f"`outcome_residual_sd` must be a finite number >= 0; got {outcome_residual_sd}")
         self.outcome_residual_sd = outcome_residual_sd
         self._config = config or get_config()
-        self.frame, self._columns = self._normalise(frame)
+        # A filtered population inherits which values its parent defaulted and which columns were absent.
+        self._missing_columns: tuple[str, ...] = () if _inherit is None else _inherit[1]
+        self._warnings: list[str] = []
+        self.frame, self._columns = self._normalise(frame, None if _inherit is None else _inherit[0])
+        self._check_columns(frame.columns)
         self._fingerprint: str | None = None
         self._has_defaults: bool | None = None
         self._segment_offsets: np.ndarray | None = None
@@ -234,16 +240,24 @@ class TwinPopulation:
             return cls(pl.DataFrame({"twin_id": pl.Series([], dtype=pl.String)}), **kwargs)
         return cls(pl.DataFrame(rows, infer_schema_length=None), **kwargs)
 
-    def _normalise(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, KernelColumns]:
+    def _normalise(
+        self, frame: pl.DataFrame, inherited: np.ndarray | None
+    ) -> tuple[pl.DataFrame, KernelColumns]:
         defaults = self._config.simulation.missing_value_defaults
+        checks = self._config.simulation.population_checks
         n = frame.height
-        defaulted = np.zeros(n, dtype=np.uint16)
+        defaulted = np.zeros(n, dtype=np.uint16) if inherited is None else inherited.copy()
         cols: dict[str, pl.Series] = {}
+        if inherited is None:
+            self._missing_columns = tuple(c for c in RECOGNISED_COLUMNS[1:] if c not in frame.columns)
 
         if "twin_id" in frame.columns:
-            cols["twin_id"] = frame["twin_id"]
+            ids = frame["twin_id"]
+            check_twin_ids(ids)
         else:
-            cols["twin_id"] = pl.Series("twin_id", np.arange(n, dtype=np.int64))
+            ids = pl.Series("twin_id", np.arange(n, dtype=np.int64))
+        cols["twin_id"] = ids
+        row_ids = ids if "twin_id" in frame.columns else None
 
         def mark_nulls(name: str, s: pl.Series) -> None:
             if s.null_count():
@@ -251,13 +265,19 @@ class TwinPopulation:
 
         for name in _FLOAT_COLUMNS:
             if name in frame.columns:
-                s = frame[name]
-                if s.dtype != pl.Float64:
-                    s = s.cast(pl.Float64, strict=False)
-                if s.is_nan().any():
-                    s = s.fill_nan(None)
+                bound = checks.max_abs_value if name == "baseline_outcome" else None
+                checked = check_float_column(frame[name], name, row_ids, bound)
+                s = checked.series
+                if checked.out_of_range:
+                    example = checked.example_row
+                    assert example is not None
+                    self._warnings.append(
+                        f"column '{name}': {checked.out_of_range} of {n} values are NaN, infinite or beyond "
+                        f"±{checks.max_abs_value:g} (first at row {example}: {frame[name][example]!r}); "
+                        f"they were treated as missing and took the default {getattr(defaults, name)}"
+                    )
             else:
-                s = pl.Series(name, np.full(n, np.nan)).fill_nan(None)
+                s = pl.Series(name, [None] * n, dtype=pl.Float64)
             mark_nulls(name, s)
             if s.null_count():
                 s = s.fill_null(float(getattr(defaults, name)))
@@ -265,11 +285,7 @@ class TwinPopulation:
 
         for name, dtype in _INT_COLUMNS.items():
             if name in frame.columns:
-                s = frame[name]
-                if s.dtype.is_float():
-                    s = s.fill_nan(None).round(0)
-                if s.dtype != dtype:
-                    s = s.cast(dtype, strict=False)
+                s = check_integer_column(frame[name], name, dtype, row_ids)
             else:
                 s = pl.Series(name, [None] * n, dtype=dtype)
             mark_nulls(name, s)
@@ -305,8 +321,8 @@ class TwinPopulation:
         adoption = _as_numpy(out["adoption_stage"].to_physical())
         specialty_codes = _as_numpy(spec.to_physical())
         region_codes = _as_numpy(reg.to_physical())
-        spec_labels = tuple(spec.dtype.categories.to_list())
-        reg_labels = tuple(reg.dtype.categories.to_list())
+        spec_labels = _enum_labels(spec)
+        reg_labels = _enum_labels(reg)
         segment_codes = (
             tuple(
                 c if c.dtype == np.uint8 else c.astype(np.uint8)
@@ -318,6 +334,8 @@ class TwinPopulation:
         for arr in segment_codes:
             arr.setflags(write=False)  # one numba specialisation (read-only) for every code tuple
         defaulted.setflags(write=False)
+        keys = twin_keys(ids)
+        keys.setflags(write=False)
         columns = KernelColumns(
             decile=decile,
             engagement=_as_numpy(out["digital_engagement_score"]),
@@ -331,7 +349,7 @@ class TwinPopulation:
             channel=_as_numpy(chan.to_physical()),
             specialty_labels=spec_labels,
             region_labels=reg_labels,
-            channel_labels=tuple(chan.dtype.categories.to_list()),
+            channel_labels=_enum_labels(chan),
             defaulted=defaulted,
             segment_codes=segment_codes,
             segment_labels=(
@@ -340,8 +358,49 @@ class TwinPopulation:
                 reg_labels,
                 ADOPTION_CATEGORIES,
             ),
+            twin_key=keys,
         )
         return out, columns
+
+    def _check_columns(self, given: Sequence[str]) -> None:
+        """Warn about needed columns that are absent or mostly defaulted (error above the configured share)
+        and about unrecognised columns that look like a recognised one."""
+        checks = self._config.simulation.population_checks
+        defaults = self._config.simulation.missing_value_defaults
+        n = self.n
+        unknown = [c for c in given if c not in RECOGNISED_COLUMNS]
+        suggested: set[str] = set()
+        too_many: list[str] = []
+        if n:
+            mask = self._columns.defaulted
+            for name in EFFECT_MODEL_COLUMNS:
+                count = int(np.count_nonzero(mask & DEFAULTED_BITS[name]))
+                share = count / n
+                if share < checks.warn_defaulted_share:
+                    continue
+                state = "is absent" if name in self._missing_columns else "is mostly missing"
+                text = (
+                    f"column '{name}' {state}: {count} of {n} twins ({share:.1%}) took the default "
+                    f"{getattr(defaults, name)}"
+                )
+                hit = near_miss(name, unknown, checks.near_miss_cutoff)
+                if hit is not None:
+                    suggested.add(hit)
+                    text += f"; the frame has a column '{hit}': did you mean '{name}'?"
+                self._warnings.append(text)
+                if checks.error_defaulted_share is not None and share > checks.error_defaulted_share:
+                    too_many.append(f"'{name}' ({share:.1%})")
+        absent = [c for c in RECOGNISED_COLUMNS if c in self._missing_columns]
+        for col in unknown:
+            hit = None if col in suggested else near_miss(col, absent, checks.near_miss_cutoff)
+            if hit is not None:
+                self._warnings.append(f"column '{col}' is not recognised; did you mean '{hit}'?")
+        if too_many:
+            raise ValueError(
+                f"columns {', '.join(too_many)} took defaults for more than "
+                f"simulation.population_checks.error_defaulted_share = {checks.error_defaulted_share} "
+                f"of the {n} twins"
+            )
 
     # --- access ------------------------------------------------------------------------------------------
     @property
@@ -386,6 +445,71 @@ class TwinPopulation:
     @property
     def twin_ids(self) -> pl.Series:
         return self.frame["twin_id"]
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What construction found: needed columns absent or mostly defaulted (with the share, and "did you
+        mean" for a near-miss column name), unrecognised look-alike columns, out-of-range values."""
+        return tuple(self._warnings)
+
+    @property
+    def missing_columns(self) -> tuple[str, ...]:
+        """Recognised feature columns (``twin_id`` aside) that the input frame did not have."""
+        return self._missing_columns
+
+    def unmatched_values(
+        self,
+        population_filter: PopulationFilter | None = None,
+        intervention_config: InterventionConfig | None = None,
+    ) -> dict[str, list[Any]]:
+        """Filter and target values that match no twin, per field (fields with none are left out).
+
+        Keys are the filter's field names (``specialties``, ``deciles``, ``regions``, ``adoption_stages``)
+        and the intervention's (``target_deciles``, ``target_specialties``, ``target_regions``). Values
+        are compared as :meth:`mask` compares them (adoption stages case-insensitively, deciles after
+        clamping). Use :meth:`suggestions` for the values a wrong one probably meant.
+        """
+        eff = self._config.simulation.intervention_effects
+        return find_unmatched(
+            self._columns,
+            ADOPTION_CATEGORIES,
+            eff.decile.low,
+            population_filter or PopulationFilter(),
+            intervention_config,
+        )
+
+    def suggestions(self, unmatched: Mapping[str, Sequence[Any]]) -> dict[str, str]:
+        """For unmatched string values (from :meth:`unmatched_values`), the present value each most likely
+        meant (wrong case or a typo): ``{"Northeast": "northeast"}``."""
+        cutoff = self._config.simulation.population_checks.near_miss_cutoff
+        return suggest_for_unmatched(self._columns, ADOPTION_CATEGORIES, unmatched, cutoff)
+
+    def describe_unmatched(
+        self,
+        population_filter: PopulationFilter | None = None,
+        intervention_config: InterventionConfig | None = None,
+    ) -> str | None:
+        """One sentence naming the filter/target values that match no twin (with suggestions), or ``None``.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> pop = TwinPopulation.from_frame(pl.DataFrame({"region": ["northeast"] * 3}))
+        >>> pop.describe_unmatched(PopulationFilter(regions=["Northeast"]))
+        "no twin matches regions ['Northeast'] (did you mean 'northeast' for 'Northeast'?)"
+        """
+        unmatched = self.unmatched_values(population_filter, intervention_config)
+        if not unmatched:
+            return None
+        hints = self.suggestions(unmatched)
+        parts = []
+        for field, values in unmatched.items():
+            part = f"{field} {values!r}"
+            meant = [f"'{hints[v]}' for '{v}'" for v in values if isinstance(v, str) and v in hints]
+            if meant:
+                part += f" (did you mean {', '.join(meant)}?)"
+            parts.append(part)
+        return "no twin matches " + "; ".join(parts)
 
     def __repr__(self) -> str:
         return (
@@ -443,8 +567,15 @@ class TwinPopulation:
         """A new population holding only the twins the filter selects."""
         m = self.mask(population_filter)
         frame = self.frame if m is None else self.frame.filter(pl.Series(m))
+        defaulted = self._columns.defaulted if m is None else self._columns.defaulted[m]
         return TwinPopulation(
-            frame, self.twin_type, self.brand, self.model_id, self.outcome_residual_sd, self._config
+            frame,
+            self.twin_type,
+            self.brand,
+            self.model_id,
+            self.outcome_residual_sd,
+            self._config,
+            _inherit=(defaulted, self._missing_columns),
         )
 
     # --- identity ----------------------------------------------------------------------------------------
@@ -459,7 +590,7 @@ class TwinPopulation:
                 s = self.frame[name]
                 h.update(f"|{name}:{s.dtype}".encode())
                 if s.dtype == pl.Enum:
-                    h.update("\x1f".join(s.dtype.categories.to_list()).encode())
+                    h.update("\x1f".join(_enum_labels(s)).encode())
                     h.update(np.ascontiguousarray(_as_numpy(s.to_physical())).tobytes())
                 elif s.dtype.is_numeric() and s.null_count() == 0:
                     h.update(np.ascontiguousarray(_as_numpy(s)).tobytes())

@@ -65,10 +65,58 @@ def test_warns_when_numba_already_runs_on_workqueue():
         "f(np.ones(10))\n"
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
-        "    import twinkernel\n"
+        "    import twinkernel.kernels\n"
         "print([str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)])\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
     )
-    assert "initialised as 'workqueue' before twinkernel" in out.stdout
+    assert "initialised before twinkernel's kernels were imported" in out.stdout
+
+
+def _run(script: str, **env: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    environ.update(env)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120, env=environ
+    )
+    return out.stdout.strip()
+
+
+def test_kernels_pin_a_safe_layer_when_first_imported():
+    script = (
+        "import numba\n"
+        "before = numba.config.THREADING_LAYER\n"
+        "import twinkernel.kernels\n"
+        "print(before, numba.config.THREADING_LAYER)\n"
+    )
+    assert _run(script) == "default threadsafe"
+
+
+@pytest.mark.parametrize("layer", ["omp", "tbb", "workqueue"])
+def test_numba_threading_layer_env_overrides_the_pin(layer):
+    script = (
+        "import warnings, numba\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import twinkernel.kernels\n"
+        "print(numba.config.THREADING_LAYER, any('workqueue' in str(w.message) for w in caught))\n"
+    )
+    assert _run(script, NUMBA_THREADING_LAYER=layer) == f"{layer} {layer == 'workqueue'}"
+
+
+def test_models_and_config_leave_the_threading_layer_alone():
+    """Importing twinkernel.models / twinkernel.config must not touch numba's global state."""
+    script = (
+        "import sys, numba\n"
+        "import twinkernel.config, twinkernel.models\n"
+        "print('twinkernel.kernels' in sys.modules, numba.config.THREADING_LAYER)\n"
+    )
+    imported, layer = _run(script).split()
+    if imported == "True":
+        pytest.skip("twinkernel.models still imports the kernels (the package's lazy imports are not merged)")
+    assert layer == "default"

@@ -101,7 +101,7 @@ class TestEffectKernel:
         )
         np.testing.assert_allclose(out, ref, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
         whole, _ = _effects(engine.population, p)
-        np.testing.assert_array_equal(out, whole[index])  # a twin's draw depends on its row only
+        np.testing.assert_array_equal(out, whole[index])  # a twin's draw depends on its key only
 
     def test_trace_variant_fills_modifiers(self, make_engine):
         engine = make_engine(300, seed=5)
@@ -118,6 +118,7 @@ class TestEffectKernel:
             c.tier,
             c.peer,
             c.propensity,
+            c.twin_key,
             index,
             True,
             p.params,
@@ -133,7 +134,7 @@ class TestEffectKernel:
         np.testing.assert_array_equal(trace[:, K.MODIFIER_NAMES.index("effect")], plain)
         for i in (0, 150, 299):
             ref = naive.twin_modifiers(
-                i,
+                int(c.twin_key[i]),
                 c.decile[i],
                 c.engagement[i],
                 c.adoption[i],
@@ -154,7 +155,7 @@ class TestEffectKernel:
             InterventionConfig(intervention_type="speaker_program_invitation")
         )
         _, counts = _effects(pop, p, chunk=64)
-        assert counts.shape == (4, K.N_COUNTERS)
+        assert counts.shape == (math.ceil(256 / K.SUM_BLOCK), K.N_COUNTERS)  # one row per sum slot
         totals = counts.sum(axis=0)
         assert totals[K.C_DECILE_CLAMPED] == 256
         assert totals[K.C_ENGAGEMENT_CLAMPED] == 256
@@ -222,23 +223,24 @@ class TestDeterminism:
         np.testing.assert_array_equal(np.concatenate(pieces), whole)
 
     def test_reduction_partials_combine_exactly_across_pieces(self, make_engine):
-        """Chunk slots depend only on the position in the selection, so pieces aligned to chunks give
-        bit-identical per-chunk sums, and so identical totals, whatever computes them."""
+        """Sum slots depend only on the position in the selection, so pieces aligned to slots give
+        bit-identical per-slot sums, and so identical totals, whatever computes them."""
         engine = make_engine(10_000, seed=3)
         pop = engine.population
         p = engine.effect_model.parameters(InterventionConfig(intervention_type="email_campaign"))
         whole = fused_pass(pop, p, chunk=256, with_groups=True, effect_shift=0.05, baseline_shift=0.3)
+        step = K.SUM_BLOCK
         parts = [
             fused_pass(
                 pop,
                 p,
-                np.arange(a, min(a + 2560, 10_000), dtype=np.int64),
+                np.arange(a, min(a + step, 10_000), dtype=np.int64),
                 chunk=256,
                 with_groups=True,
                 effect_shift=0.05,
                 baseline_shift=0.3,
             )
-            for a in range(0, 10_000, 2560)
+            for a in range(0, 10_000, step)
         ]
         np.testing.assert_array_equal(np.concatenate([part[0] for part in parts]), whole[0])
         np.testing.assert_array_equal(np.vstack([part[2] for part in parts]), whole[2])
@@ -246,6 +248,28 @@ class TestDeterminism:
         assert np.array_equal(
             combine_columns(np.vstack([part[2] for part in parts])), combine_columns(whole[2])
         )
+
+    @pytest.mark.parametrize("chunk", [1, 64, 4096, 10_000, 1 << 20])
+    def test_sums_bit_identical_for_every_chunk_size(self, make_engine, chunk):
+        """Defect (issue 8): kernel_chunk_size changed the last bits of the ATE although it is not part of
+        the cache key. Sums now go into fixed SUM_BLOCK slots, so every chunk size gives the same bits."""
+        engine = make_engine(3 * K.SUM_BLOCK + 123, seed=12)
+        p = engine.effect_model.parameters(InterventionConfig(intervention_type="speaker_program_invitation"))
+        kwargs = {"with_groups": True, "effect_shift": 0.05, "baseline_shift": 0.3}
+        reference = fused_pass(engine.population, p, chunk=K.SUM_BLOCK, **kwargs)
+        got = fused_pass(engine.population, p, chunk=chunk, **kwargs)
+        for a, b in zip(got, reference, strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert reference[2].shape[0] == 4  # slots: ceil(n / SUM_BLOCK), whatever the chunk
+
+    def test_effects_follow_the_twin_through_any_row_order(self, make_engine):
+        """Defect (issue 8): a twin's noise depended on its row. Shuffled rows carry their effects along."""
+        engine = make_engine(3000, seed=14)
+        p = engine.effect_model.parameters(InterventionConfig(intervention_type="email_campaign"))
+        whole, _ = _effects(engine.population, p)
+        perm = np.random.default_rng(5).permutation(3000).astype(np.int64)
+        shuffled, _ = _effects(engine.population, p, perm)
+        np.testing.assert_array_equal(shuffled, whole[perm])
 
     @settings(max_examples=25, deadline=None)
     @given(seed=st.integers(0, 2**63 - 1), start=st.integers(0, 2**40), n=st.integers(1, 64))
@@ -273,7 +297,7 @@ class TestFusedPass:
         )
         plain = naive.individual_effects(c, index, p.params, p.adoption_multipliers, p.tier_multipliers, 7)
         np.testing.assert_allclose(out, plain, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
-        assert counts.shape == ((out.size + 255) // 256, K.N_COUNTERS)
+        assert counts.shape == ((out.size + K.SUM_BLOCK - 1) // K.SUM_BLOCK, K.N_COUNTERS)
         rows = np.arange(2500) if index is None else index
         assert sums[:, K.S_EFFECT_SUM].sum() == pytest.approx((plain - 0.1).sum(), rel=1e-12)
         assert sums[:, K.S_EFFECT_SQ].sum() == pytest.approx(((plain - 0.1) ** 2).sum(), rel=1e-12)
@@ -291,4 +315,4 @@ class TestFusedPass:
         engine = make_engine(300)
         p = engine.effect_model.parameters(InterventionConfig(intervention_type="email_campaign"))
         _, _, _, groups = fused_pass(engine.population, p, seed=1, chunk=128)
-        assert groups.shape == (3, 0, 3)
+        assert groups.shape == (1, 0, 3)

@@ -428,7 +428,7 @@ class TestInterventionTypes:
             table = engine.modifier_table(ic, seed=21)
             for i in (0, 17, 299):
                 ref = twin_modifiers(
-                    i,
+                    int(c.twin_key[i]),
                     c.decile[i],
                     c.engagement[i],
                     c.adoption[i],

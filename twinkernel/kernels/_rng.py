@@ -4,13 +4,28 @@ The generator is a splitmix64-style finaliser applied to a key built from the se
 counter. Because no state is carried from one draw to the next, a kernel may compute draws in any order,
 on any number of threads and in any chunking and still get bit-identical results.
 
+Twin keys
+---------
+A twin's effect noise is indexed by a stable 64-bit key of its ``twin_id``, never by its row, so filtering,
+shuffling, partitioning or chunking a population changes no twin's draw. The key is computed once, when a
+population is built (:func:`twin_keys_from_ints`, :func:`twin_keys_from_strings`):
+
+- integer ids: ``mix64(uint64(id))`` (two's complement for negative ids);
+- string ids: ``mix64(fnv1a64(utf8_bytes(id)))``, where ``fnv1a64`` is the 64-bit FNV-1a hash (offset basis
+  ``0xCBF29CE484222325``, prime ``0x100000001B3``) over the id's UTF-8 bytes. The definition depends on no
+  library version (unlike ``polars.Series.hash``); the final ``mix64`` spreads FNV's weak low bits.
+
+Ids of any other type are converted to strings first. Two different ids share a key with probability
+about ``n**2 / 2**65`` (3e-6 for 10 million twins); they would then share their noise, nothing else.
+
 Streams in use (keep them distinct so different purposes never share draws):
 
 =======  ==========================================
 stream   purpose
 =======  ==========================================
-1        per-twin effect noise (index = row in the population)
-2..15    reserved for the simulation core
+1        per-twin effect noise, radius (index = twin key)
+2        per-twin effect noise, angle (index = twin key)
+3..15    reserved for the simulation core
 16..31   bootstrap resampling
 32..47   twin generation
 =======  ==========================================
@@ -19,9 +34,10 @@ stream   purpose
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 STREAM_EFFECT_NOISE = 1
+STREAM_EFFECT_NOISE_ANGLE = 2
 STREAM_BOOTSTRAP = 16
 STREAM_BOOTSTRAP_BLB = 17
 STREAM_GENERATOR = 32
@@ -35,6 +51,8 @@ _S31 = np.uint64(31)
 _S11 = np.uint64(11)
 _TWO_POW_M53 = 1.0 / 9007199254740992.0  # 2**-53
 _TWO_PI = 6.283185307179586
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
 
 
 @njit(inline="always", cache=True)
@@ -94,3 +112,42 @@ def fill_uniform(seed, stream, start, out):
     key = key_for(seed, stream)
     for i in range(out.shape[0]):
         out[i] = uniform(key, start + i)
+
+
+@njit(inline="always", cache=True)
+def twin_normal(key_radius, key_angle, twin_key):
+    """A standard normal deviate for one twin: Box-Muller on the twin key's draw in two streams.
+
+    ``key_radius`` and ``key_angle`` come from :func:`key_for` with ``STREAM_EFFECT_NOISE`` and
+    ``STREAM_EFFECT_NOISE_ANGLE``; the draws are ``random_u64(key, twin_key)``.
+    """
+    u1 = uniform(key_radius, twin_key)
+    u2 = uniform(key_angle, twin_key)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(_TWO_PI * u2)
+
+
+@njit(inline="always", cache=True)
+def fnv1a64(data, start, stop):
+    """64-bit FNV-1a hash of ``data[start:stop]`` (a uint8 array)."""
+    h = _FNV_OFFSET
+    for j in range(start, stop):
+        h = (h ^ np.uint64(data[j])) * _FNV_PRIME
+    return h
+
+
+@njit(parallel=True, cache=True)
+def twin_keys_from_strings(data, offsets, out):
+    """``out[i] = mix64(fnv1a64(data[offsets[i]:offsets[i + 1]]))``: keys of UTF-8 encoded string ids.
+
+    ``data`` holds the ids' UTF-8 bytes back to back (uint8) and ``offsets`` (int64, length n + 1) where
+    each id starts and ends.
+    """
+    for i in prange(out.shape[0]):
+        out[i] = mix64(fnv1a64(data, offsets[i], offsets[i + 1]))
+
+
+@njit(parallel=True, cache=True)
+def twin_keys_from_ints(ids, out):
+    """``out[i] = mix64(uint64(ids[i]))``: keys of integer ids (negative ids in two's complement)."""
+    for i in prange(out.shape[0]):
+        out[i] = mix64(np.uint64(ids[i]))

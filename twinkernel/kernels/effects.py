@@ -3,12 +3,18 @@
 For twin ``i`` (a row of the population) and one intervention::
 
     effect_i = base * decile_m * engagement_m * adoption_m * intensity * duration * channel * tier_m
-               * propensity_m * peer_gate + noise_sd * z(seed, STREAM_EFFECT_NOISE, i)
+               * propensity_m * peer_gate + noise_sd * z(seed, twin_key_i)
 
-clamped to ``[-cap, cap]``. A twin whose peer gate is 0 (peer-influence activation below the threshold)
+clamped to ``[-cap, cap]``. The noise ``z`` is a standard normal drawn with the twin's stable key
+(:mod:`._rng`, "Twin keys"), never its row, so a twin's effect does not depend on which rows are selected,
+their order or the chunking. A twin whose peer gate is 0 (peer-influence activation below the threshold)
 gets exactly 0, without noise. Scalars that are the same for every twin arrive in ``params`` (indices
 ``P_*``); per-category multipliers arrive as small lookup arrays. Counters of clamped inputs are returned
 per chunk (``C_*`` columns) so the caller can report data quality.
+
+Sums are written into fixed slots of ``SUM_BLOCK`` consecutive selected twins, whatever the parallel chunk
+size: the caller's in-order combination of the slots is bit-identical for every thread count and every
+``chunk``; only the order of the selected twins changes the last bits of a sum.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._rng import STREAM_EFFECT_NOISE, key_for, standard_normal
+from ._rng import STREAM_EFFECT_NOISE, STREAM_EFFECT_NOISE_ANGLE, key_for, twin_normal
 
 # --- parameter vector layout -----------------------------------------------------------------------------
 P_BASE = 0
@@ -76,6 +82,10 @@ MODIFIER_NAMES = (
 )
 N_MODIFIERS = len(MODIFIER_NAMES)
 
+SUM_BLOCK = 4096
+"""Twins per reduction slot. Part of the kernels' definition (changing it changes the last bits of every
+sum, so it needs a KERNEL_VERSION bump), hence a constant here rather than a configuration value."""
+
 
 @njit(inline="always", cache=True)
 def _clamp(x, lo, hi):
@@ -95,10 +105,12 @@ def _twin_effect(
     tier,
     peer,
     propensity,
+    twin_key,
     params,
     adoption_mult,
     tier_mult,
-    key,
+    key_radius,
+    key_angle,
     mods,
     flags,
 ):
@@ -141,7 +153,7 @@ def _twin_effect(
     )
     noise = 0.0
     if not gated:
-        noise = params[P_NOISE_SD] * standard_normal(key, i)
+        noise = params[P_NOISE_SD] * twin_normal(key_radius, key_angle, twin_key[i])
     effect = params[P_BASE] * total + noise
     effect, fc = _clamp(effect, -params[P_CAP], params[P_CAP])
     mods[0] = m_decile
@@ -176,6 +188,7 @@ def individual_effects_traced(
     tier,
     peer,
     propensity,
+    twin_key,
     index,
     use_index,
     params,
@@ -194,7 +207,8 @@ def individual_effects_traced(
     n = out.shape[0]
     n_chunks = (n + chunk - 1) // chunk
     counts = np.zeros((n_chunks, N_COUNTERS), dtype=np.int64)
-    key = key_for(seed, STREAM_EFFECT_NOISE)
+    key_radius = key_for(seed, STREAM_EFFECT_NOISE)
+    key_angle = key_for(seed, STREAM_EFFECT_NOISE_ANGLE)
     for c in prange(n_chunks):
         mods = np.empty(N_MODIFIERS, dtype=np.float64)
         flags = np.zeros(N_COUNTERS, dtype=np.int64)
@@ -209,10 +223,12 @@ def individual_effects_traced(
                 tier,
                 peer,
                 propensity,
+                twin_key,
                 params,
                 adoption_mult,
                 tier_mult,
-                key,
+                key_radius,
+                key_angle,
                 mods,
                 flags,
             )
@@ -242,6 +258,7 @@ def simulate_pass(
     peer,
     propensity,
     baseline,
+    twin_key,
     index,
     use_index,
     params,
@@ -260,70 +277,78 @@ def simulate_pass(
     """Effects, their moments, the baseline's moments and per-segment sums in one pass over the twins.
 
     Fills ``out[j]`` with the effect of twin ``index[j]`` (or of twin ``j`` when ``use_index`` is False)
-    and returns three per-chunk tables (chunks of fixed
-    size ``chunk``, so the caller's in-order combination is the same for any thread count):
+    and returns three per-slot tables, one row per block of ``SUM_BLOCK`` consecutive selected twins (so
+    the caller's in-order combination is the same for any thread count and any ``chunk``, which only sets
+    how many rows one parallel task handles, rounded up to whole blocks):
 
-    - ``counts`` ``(n_chunks, N_COUNTERS)`` int64 clamp counters;
-    - ``sums`` ``(n_chunks, N_SUMS)``: shifted sums and squares of effects and baselines, effect min / max;
-    - ``groups`` ``(n_chunks, total_groups, 3)``: per segment count, ``sum(effect - effect_shift)`` and
+    - ``counts`` ``(n_blocks, N_COUNTERS)`` int64 clamp counters;
+    - ``sums`` ``(n_blocks, N_SUMS)``: shifted sums and squares of effects and baselines, effect min / max;
+    - ``groups`` ``(n_blocks, total_groups, 3)``: per segment count, ``sum(effect - effect_shift)`` and
       its square (all zeros when ``with_groups`` is False). ``codes`` is a tuple of same-dtype code arrays
       indexed by population row; dimension ``k`` owns groups ``offsets[k] .. offsets[k + 1] - 1``.
     """
     n = out.shape[0]
-    n_chunks = (n + chunk - 1) // chunk
-    counts = np.zeros((n_chunks, N_COUNTERS), dtype=np.int64)
-    sums = np.zeros((n_chunks, N_SUMS), dtype=np.float64)
-    groups = np.zeros((n_chunks, total_groups if with_groups else 0, 3), dtype=np.float64)
+    n_blocks = (n + SUM_BLOCK - 1) // SUM_BLOCK
+    blocks_per_task = max(1, (chunk + SUM_BLOCK - 1) // SUM_BLOCK)
+    n_tasks = (n_blocks + blocks_per_task - 1) // blocks_per_task
+    counts = np.zeros((n_blocks, N_COUNTERS), dtype=np.int64)
+    sums = np.zeros((n_blocks, N_SUMS), dtype=np.float64)
+    groups = np.zeros((n_blocks, total_groups if with_groups else 0, 3), dtype=np.float64)
     n_dims = len(codes)
-    key = key_for(seed, STREAM_EFFECT_NOISE)
-    for c in prange(n_chunks):
+    key_radius = key_for(seed, STREAM_EFFECT_NOISE)
+    key_angle = key_for(seed, STREAM_EFFECT_NOISE_ANGLE)
+    for t in prange(n_tasks):
         mods = np.empty(N_MODIFIERS, dtype=np.float64)
         flags = np.zeros(N_COUNTERS, dtype=np.int64)
-        s_e = 0.0
-        s_ee = 0.0
-        s_b = 0.0
-        s_bb = 0.0
-        lo = np.inf
-        hi = -np.inf
-        for j in range(c * chunk, min(n, (c + 1) * chunk)):
-            i = index[j] if use_index else j
-            e = _twin_effect(
-                i,
-                decile,
-                engagement,
-                adoption,
-                tier,
-                peer,
-                propensity,
-                params,
-                adoption_mult,
-                tier_mult,
-                key,
-                mods,
-                flags,
-            )
-            out[j] = e
-            d = e - effect_shift
-            dd = d * d
-            s_e += d
-            s_ee += dd
-            b = baseline[i] - baseline_shift
-            s_b += b
-            s_bb += b * b
-            lo = min(lo, e)
-            hi = max(hi, e)
-            if with_groups:
-                for k in range(n_dims):
-                    g = offsets[k] + np.int64(codes[k][i])
-                    groups[c, g, 0] += 1.0
-                    groups[c, g, 1] += d
-                    groups[c, g, 2] += dd
-        sums[c, S_EFFECT_SUM] = s_e
-        sums[c, S_EFFECT_SQ] = s_ee
-        sums[c, S_BASELINE_SUM] = s_b
-        sums[c, S_BASELINE_SQ] = s_bb
-        sums[c, S_EFFECT_MIN] = lo
-        sums[c, S_EFFECT_MAX] = hi
-        for k in range(N_COUNTERS):
-            counts[c, k] = flags[k]
+        for c in range(t * blocks_per_task, min(n_blocks, (t + 1) * blocks_per_task)):
+            flags[:] = 0
+            s_e = 0.0
+            s_ee = 0.0
+            s_b = 0.0
+            s_bb = 0.0
+            lo = np.inf
+            hi = -np.inf
+            for j in range(c * SUM_BLOCK, min(n, (c + 1) * SUM_BLOCK)):
+                i = index[j] if use_index else j
+                e = _twin_effect(
+                    i,
+                    decile,
+                    engagement,
+                    adoption,
+                    tier,
+                    peer,
+                    propensity,
+                    twin_key,
+                    params,
+                    adoption_mult,
+                    tier_mult,
+                    key_radius,
+                    key_angle,
+                    mods,
+                    flags,
+                )
+                out[j] = e
+                d = e - effect_shift
+                dd = d * d
+                s_e += d
+                s_ee += dd
+                b = baseline[i] - baseline_shift
+                s_b += b
+                s_bb += b * b
+                lo = min(lo, e)
+                hi = max(hi, e)
+                if with_groups:
+                    for k in range(n_dims):
+                        g = offsets[k] + np.int64(codes[k][i])
+                        groups[c, g, 0] += 1.0
+                        groups[c, g, 1] += d
+                        groups[c, g, 2] += dd
+            sums[c, S_EFFECT_SUM] = s_e
+            sums[c, S_EFFECT_SQ] = s_ee
+            sums[c, S_BASELINE_SUM] = s_b
+            sums[c, S_BASELINE_SQ] = s_bb
+            sums[c, S_EFFECT_MIN] = lo
+            sums[c, S_EFFECT_MAX] = hi
+            for k in range(N_COUNTERS):
+                counts[c, k] = flags[k]
     return counts, sums, groups

@@ -1,9 +1,9 @@
-"""Deterministic reductions of per-chunk partial sums (written by :func:`effects.simulate_pass`).
+"""Deterministic reductions of per-slot partial sums (written by :func:`effects.simulate_pass`).
 
-A ``prange`` float reduction is not bit-identical across thread counts, so the kernels write per-chunk
-partial sums into their own slots (chunks depend only on the chunk size, never on the thread count) and
-the functions here combine the slots sequentially. Sums are taken about a shift near the mean so the
-variance does not lose precision to cancellation.
+A ``prange`` float reduction is not bit-identical across thread counts, so the kernels write partial sums
+into their own slots (one per block of ``effects.SUM_BLOCK`` selected twins: slots depend neither on the
+thread count nor on the parallel chunk size) and the functions here combine the slots sequentially.
+Sums are taken about a shift near the mean so the variance does not lose precision to cancellation.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from numba import njit
 
 @njit(cache=True)
 def combine_columns(partials):
-    """Combine per-chunk rows in order: columns 0..3 are added, column 4 is a minimum, column 5 a maximum."""
+    """Combine per-slot rows in order: columns 0..3 are added, column 4 is a minimum, column 5 a maximum."""
     out = np.zeros(partials.shape[1], dtype=np.float64)
     out[4] = np.inf
     out[5] = -np.inf
@@ -35,7 +35,7 @@ def shifted_variance(s1: float, s2: float, n: int) -> float:
 
 @njit(cache=True)
 def combine_grouped(partials, shift):
-    """Combine chunk slots in order into per-group ``(n, mean, variance)`` arrays (variance with n - 1)."""
+    """Combine slots in order into per-group ``(n, mean, variance)`` arrays (variance with n - 1)."""
     g_total = partials.shape[1]
     n = np.zeros(g_total, dtype=np.int64)
     mean = np.zeros(g_total, dtype=np.float64)
