@@ -77,10 +77,10 @@ def test_engine_intervals_1m_twins_all_segments(benchmark):
     run_engine(10_000)
     out = benchmark.pedantic(run_engine, args=(1_000_000,), rounds=2, warmup_rounds=0)
     assert out.resampling == "poisson"
-    assert out.ci_low < effects.mean() < out.ci_high
+    assert out.ci_lower < effects.mean() < out.ci_upper
     for k, g in enumerate(ENGINE_DIMS):
         means = np.bincount(codes[k], weights=effects, minlength=g) / np.bincount(codes[k], minlength=g)
-        assert (out.group_ci_low[k] < means).all() and (means < out.group_ci_high[k]).all()
+        assert (out.group_ci_lower[k] < means).all() and (means < out.group_ci_upper[k]).all()
 
 
 @pytest.mark.parametrize(("n", "method"), [(10_000, "bca"), (100_000, "percentile")])
