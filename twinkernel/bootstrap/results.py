@@ -25,7 +25,7 @@ class BootstrapWarning(UserWarning):
 
 def _readonly(values: Any, dtype: type) -> np.ndarray:
     """A read-only copy of ``values`` with ``dtype`` (the result owns it; the caller's array stays as is)."""
-    arr = np.array(values, dtype=dtype, copy=True)
+    arr: np.ndarray = np.array(values, dtype=dtype, copy=True)
     arr.setflags(write=False)
     return arr
 
