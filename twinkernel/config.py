@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
+    "BootstrapConfig",
     "ConfigError",
     "TwinkernelConfig",
     "default_config_path",
@@ -220,6 +221,21 @@ class SimulationConfig(_Section):
         return self
 
 
+# --- bootstrap ---------------------------------------------------------------------------------------------
+class BlbConfig(_Section):
+    gamma: float = Field(gt=0.0, lt=1.0)
+    n_subsets: int = Field(ge=1, le=1000)
+    min_subset: int = Field(ge=1)
+
+
+class BootstrapConfig(_Section):
+    max_resamples: int = Field(ge=10, le=10_000_000)
+    bca_tie_tolerance: float = Field(ge=0.0, lt=1e-3)
+    blb: BlbConfig
+    poisson_quads_per_task: int = Field(ge=1, le=1024)
+    max_direct_cells: int = Field(ge=1, le=1 << 24)
+
+
 # --- fidelity ----------------------------------------------------------------------------------------------
 class FidelityConfig(_Section):
     excellent_below: float = Field(gt=0.0, le=10.0)
@@ -284,12 +300,22 @@ class TwinkernelConfig(_Section):
 
     twin_generation: TwinGenerationConfig
     simulation: SimulationConfig
+    bootstrap: BootstrapConfig
     fidelity: FidelityConfig
     repository: RepositoryConfig
     simulation_cache: SimulationCacheSection
     auto_retraining: AutoRetrainingConfig
     observability: ObservabilityConfig
     source: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _resamples_within_bound(self) -> TwinkernelConfig:
+        if self.simulation.n_resamples > self.bootstrap.max_resamples:
+            raise ValueError(
+                f"simulation.n_resamples ({self.simulation.n_resamples}) must not exceed "
+                f"bootstrap.max_resamples ({self.bootstrap.max_resamples})"
+            )
+        return self
 
 
 # --- loading -----------------------------------------------------------------------------------------------

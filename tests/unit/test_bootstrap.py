@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import warnings
 
@@ -15,15 +16,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-import twinkernel.bootstrap as tb
 from tests import naive_bootstrap as nb
 from tests.conftest import KERNEL_ATOL, KERNEL_RTOL
+from twinkernel import get_config
 from twinkernel.bootstrap import BootstrapResult, BootstrapWarning, bootstrap_ci, engine_intervals
+from twinkernel.bootstrap import blb as bblb
+from twinkernel.bootstrap import columns as bcol
+from twinkernel.bootstrap import intervals as biv
+from twinkernel.bootstrap import multinomial as bmul
+from twinkernel.bootstrap import poisson as bpoi
 from twinkernel.kernels import bootstrap as kb
 from twinkernel.kernels._rng import STREAM_BOOTSTRAP, STREAM_BOOTSTRAP_BLB
 
 RESAMPLINGS = ("multinomial", "poisson", "blb")
 METHODS = ("percentile", "basic", "bca")
+
+
+SETTINGS = get_config().bootstrap
+MAX_CELLS = SETTINGS.max_direct_cells
 
 
 def _data(n: int, seed: int = 0) -> np.ndarray:
@@ -44,14 +54,14 @@ def one_thread():
 
 class TestKernelsAgainstReference:
     def test_rng_key_matches_reference(self):
-        assert tb._key(12345, STREAM_BOOTSTRAP) == nb.key_for(12345, STREAM_BOOTSTRAP)
-        assert tb._key(2**64 - 1, STREAM_BOOTSTRAP_BLB) == nb.key_for(2**64 - 1, STREAM_BOOTSTRAP_BLB)
+        assert bpoi.rng_key(12345, STREAM_BOOTSTRAP) == nb.key_for(12345, STREAM_BOOTSTRAP)
+        assert bpoi.rng_key(2**64 - 1, STREAM_BOOTSTRAP_BLB) == nb.key_for(2**64 - 1, STREAM_BOOTSTRAP_BLB)
 
     @pytest.mark.parametrize("starts", [[0, 37], [0, 10, 10, 37], [0, 1, 2, 3, 37], [0, 13, 37]])
     def test_multinomial_means(self, starts):
         x = _data(37, seed=1)
         starts = np.array(starts, dtype=np.int64)
-        key = tb._key(7, STREAM_BOOTSTRAP)
+        key = bpoi.rng_key(7, STREAM_BOOTSTRAP)
         got = kb.multinomial_means(x, starts, key, 11)
         want = nb.multinomial_means(x, starts, key, 11)
         np.testing.assert_allclose(got, want, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
@@ -61,7 +71,7 @@ class TestKernelsAgainstReference:
     def test_multinomial_gather_equals_counting(self):
         n = kb.GATHER_MAX_ROWS + 300  # the second group is large enough for the counting path
         x = _data(n, seed=2)
-        key = tb._key(3, STREAM_BOOTSTRAP)
+        key = bpoi.rng_key(3, STREAM_BOOTSTRAP)
         starts = np.array([0, 7, n], dtype=np.int64)
         means = kb.multinomial_means(x, starts, key, 5)
         half = np.uint64((n + 1) // 2)
@@ -95,12 +105,12 @@ class TestKernelsAgainstReference:
         x = rng.normal(5.0, 2.0, n)
         codes = [rng.integers(0, g, n) for g in dims]
         center, scale, q = nb.quantization(x)
-        assert (center, scale) == tb._quantization(x, n)
+        assert (center, scale) == bpoi.quantization(x, n)
         np.testing.assert_array_equal(kb.quantize(x, center, scale), q)
-        cells, n_cells, cc = tb._joint_cells(codes, list(dims), n)
+        cells, n_cells, cc = bcol.joint_cells(codes, list(dims), n, MAX_CELLS)
         order, starts = kb.sort_by_cell(cells, n_cells)
         qs, ms = kb.gather_sorted(q, order, 0)
-        key = tb._key(99, STREAM_BOOTSTRAP)
+        key = bpoi.rng_key(99, STREAM_BOOTSTRAP)
         for quads in (1, 3):
             s, w = kb.poisson_sums(qs, ms, starts, cc, 1 + sum(dims), key, 10, kb.poisson1_table(), quads)
             s_ref, w_ref = nb.poisson_sums(q, codes, list(dims), key, 10)
@@ -114,9 +124,9 @@ class TestKernelsAgainstReference:
         codes = [rng.integers(0, 3, n)]
         levels = np.array([0, 1, 2, 3] * 13 + [1], dtype=np.int64)
         _, _, q = nb.quantization(x)
-        cells, n_cells, cc = tb._joint_cells(codes, [3], n)
+        cells, n_cells, cc = bcol.joint_cells(codes, [3], n, MAX_CELLS)
         _, ms = kb.gather_sorted(q, np.arange(n, dtype=np.int64), 0)
-        key = tb._key(5, STREAM_BOOTSTRAP_BLB)
+        key = bpoi.rng_key(5, STREAM_BOOTSTRAP_BLB)
         got = kb.blb_sums(q, ms, levels, cells, cc, 4, n_cells, key, 3, 4, *kb.poisson_cdf_tables())
         want = nb.blb_sums(q, levels, codes, [3], key, 3, 4)
         for g, w in zip(got[:4], want, strict=True):
@@ -139,20 +149,22 @@ class TestKernelsAgainstReference:
 
     def test_closed_form_acceleration_matches_jackknife(self):
         x = _data(40, seed=6)
-        cols = tb._column_moments(x, [], [])
-        np.testing.assert_allclose(tb._acceleration(cols)[0], nb.jackknife_acceleration(x), rtol=1e-9)
+        cols = bcol.column_moments(x, [], [])
+        np.testing.assert_allclose(biv.acceleration(cols)[0], nb.jackknife_acceleration(x), rtol=1e-9)
 
     @pytest.mark.parametrize("method", METHODS)
     @pytest.mark.parametrize("resampling", RESAMPLINGS)
     def test_interval_matches_reference(self, method, resampling):
         x = _data(40, seed=7)
         res = bootstrap_ci(x, n_resamples=300, method=method, resampling=resampling, seed=11)
-        replicates = {
-            "multinomial": tb._multinomial_replicates,
-            "poisson": tb._poisson_replicates,
-            "blb": tb._blb_replicates,
-        }[resampling]
-        reps, ref = replicates(x, [], [], 11, 300)
+        if resampling == "multinomial":
+            reps, ref = bmul.multinomial_replicates(x, [], [], 11, 300)
+        elif resampling == "poisson":
+            reps, ref = bpoi.poisson_replicates(
+                x, [], [], 11, 300, quads_per_task=SETTINGS.poisson_quads_per_task, max_direct_cells=MAX_CELLS
+            )
+        else:
+            reps, ref = bblb.blb_replicates(x, [], [], 11, 300, blb=SETTINGS.blb, max_direct_cells=MAX_CELLS)
         centre = x.mean() if resampling == "multinomial" else ref[0]
         if method == "bca":
             lo, hi = nb.interval(reps[0], centre, x, method, 0.95)
@@ -279,8 +291,8 @@ class TestGroupsInput:
         got = bootstrap_ci(
             self.x, convert(self.codes, self.labels), n_resamples=200, seed=3, resampling=resampling
         )
-        np.testing.assert_array_equal(got.group_ci_low, ref.group_ci_low)
-        np.testing.assert_array_equal(got.group_ci_high, ref.group_ci_high)
+        np.testing.assert_array_equal(got.group_ci_lower, ref.group_ci_lower)
+        np.testing.assert_array_equal(got.group_ci_upper, ref.group_ci_upper)
         np.testing.assert_array_equal(got.group_sizes, np.bincount(self.codes))
         assert got.confidence_interval == ref.confidence_interval
         if not isinstance(got.group_labels[0], int):
@@ -290,14 +302,14 @@ class TestGroupsInput:
         res = bootstrap_ci(pl.Series(self.x), self.codes, n_resamples=200, seed=3)
         for g in range(3):
             np.testing.assert_allclose(res.group_estimates[g], self.x[self.codes == g].mean(), rtol=1e-13)
-            assert res.group_ci_low[g] < res.group_estimates[g] < res.group_ci_high[g]
+            assert res.group_ci_lower[g] < res.group_estimates[g] < res.group_ci_upper[g]
             assert res.group_standard_errors[g] > 0
 
     def test_empty_integer_group_is_nan_with_warning(self):
         codes = np.where(self.codes == 1, 2, self.codes)
         with pytest.warns(BootstrapWarning, match=r"1 group\(s\) of groups with no values"):
             res = bootstrap_ci(self.x, codes, n_resamples=100, seed=1)
-        assert np.isnan(res.group_ci_low[1]) and np.isfinite(res.group_ci_low[[0, 2]]).all()
+        assert np.isnan(res.group_ci_lower[1]) and np.isfinite(res.group_ci_lower[[0, 2]]).all()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -324,10 +336,10 @@ class TestDegenerate:
             BootstrapWarning, match=r"2 group\(s\) of groups with fewer than two distinct values"
         ):
             res = bootstrap_ci(x, g, n_resamples=60, method=method, resampling=resampling, seed=2)
-        assert res.group_ci_low[1] == res.group_ci_high[1] == 7.0
-        assert res.group_ci_low[2] == res.group_ci_high[2] == 4.0
-        assert res.group_ci_low[0] < res.group_ci_high[0]
-        assert np.isfinite(res.group_ci_low).all() and np.isfinite(res.confidence_interval).all()
+        assert res.group_ci_lower[1] == res.group_ci_upper[1] == 7.0
+        assert res.group_ci_lower[2] == res.group_ci_upper[2] == 4.0
+        assert res.group_ci_lower[0] < res.group_ci_upper[0]
+        assert np.isfinite(res.group_ci_lower).all() and np.isfinite(res.confidence_interval).all()
 
     @pytest.mark.parametrize("resampling", RESAMPLINGS)
     def test_two_values(self, resampling):
@@ -357,8 +369,8 @@ class TestDeterminism:
             numba.set_num_threads(before)
         assert one.confidence_interval == two.confidence_interval
         assert one.standard_error == two.standard_error
-        np.testing.assert_array_equal(one.group_ci_low, two.group_ci_low)
-        np.testing.assert_array_equal(one.group_ci_high, two.group_ci_high)
+        np.testing.assert_array_equal(one.group_ci_lower, two.group_ci_lower)
+        np.testing.assert_array_equal(one.group_ci_upper, two.group_ci_upper)
 
     @pytest.mark.parametrize("n_chunks", [1, 3, 7])
     def test_poisson_sums_independent_of_chunking(self, n_chunks):
@@ -366,10 +378,10 @@ class TestDeterminism:
         n = 1001
         x = rng.gamma(2.0, size=n)
         codes = [rng.integers(0, 4, n), rng.integers(0, 3, n)]
-        center, scale = tb._quantization(x, n)  # global grid, as a cluster would broadcast it
+        center, scale = bpoi.quantization(x, n)  # global grid, as a cluster would broadcast it
         q = kb.quantize(x, center, scale)
-        cells, n_cells, cc = tb._joint_cells(codes, [4, 3], n)
-        key = tb._key(21, STREAM_BOOTSTRAP)
+        cells, n_cells, cc = bcol.joint_cells(codes, [4, 3], n, MAX_CELLS)
+        key = bpoi.rng_key(21, STREAM_BOOTSTRAP)
         table = kb.poisson1_table()
         whole = None
         total_s = np.zeros((64, 8), dtype=np.int64)
@@ -395,12 +407,12 @@ class TestDeterminism:
         rng = np.random.default_rng(11)
         n = 3000
         x = rng.gamma(2.0, size=n)
-        center, scale = tb._quantization(x, n)
+        center, scale = bpoi.quantization(x, n)
         q = kb.quantize(x, center, scale)
         levels = np.full(n, 3, dtype=np.int64)
         cells = np.zeros(n, dtype=np.int64)
         cc = np.zeros((1, 0), dtype=np.int64)
-        key = tb._key(8, STREAM_BOOTSTRAP_BLB)
+        key = bpoi.rng_key(8, STREAM_BOOTSTRAP_BLB)
         tables = kb.poisson_cdf_tables()
         _, ms = kb.gather_sorted(q, np.arange(n, dtype=np.int64), 0)
         whole = kb.blb_sums(q, ms, levels, cells, cc, 1, 1, key, 4, 5, *tables)
@@ -419,7 +431,7 @@ class TestDeterminism:
         a = bootstrap_ci(x, n_resamples=300, seed=1)
         b = bootstrap_ci(x, n_resamples=300, seed=1)
         c = bootstrap_ci(x, n_resamples=300, seed=2)
-        assert a == b or a.confidence_interval == b.confidence_interval
+        assert a == b
         assert a.confidence_interval != c.confidence_interval
 
     def test_concurrent_callers(self):
@@ -443,7 +455,7 @@ class TestDeterminism:
         res = engine_intervals(
             x, [], [], method="bca", n_resamples=100, confidence_level=0.95, seed=1, blb_min_n=10**9
         )
-        assert res.ci_low < x.mean() < res.ci_high
+        assert res.ci_lower < x.mean() < res.ci_upper
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -471,16 +483,16 @@ class TestEngineIntervals:
             ref = bootstrap_ci(
                 self.effects, self.codes[k], n_resamples=400, seed=17, method=method, resampling="poisson"
             )
-            assert (out.ci_low, out.ci_high) == ref.confidence_interval
-            np.testing.assert_array_equal(out.group_ci_low[k], ref.group_ci_low)
-            np.testing.assert_array_equal(out.group_ci_high[k], ref.group_ci_high)
-            assert out.group_ci_low[k].shape == (g,)
+            assert (out.ci_lower, out.ci_upper) == ref.confidence_interval
+            np.testing.assert_array_equal(out.group_ci_lower[k], ref.group_ci_lower)
+            np.testing.assert_array_equal(out.group_ci_upper[k], ref.group_ci_upper)
+            assert out.group_ci_lower[k].shape == (g,)
 
     def test_blb_above_threshold(self):
         out = self.call(blb_min_n=self.n)
         exact = self.call()
         assert out.resampling == "blb"
-        assert out.ci_low < self.effects.mean() < out.ci_high
+        assert out.ci_lower < self.effects.mean() < out.ci_upper
         assert abs(out.standard_error / exact.standard_error - 1.0) < 0.15
 
     def test_empty_and_single_segments(self):
@@ -498,8 +510,8 @@ class TestEngineIntervals:
             seed=1,
             blb_min_n=10**9,
         )
-        assert np.isnan(out.group_ci_low[0][3]) and np.isfinite(out.group_ci_low[0][:3]).all()
-        assert out.group_ci_low[1][9] == out.group_ci_high[1][9] == self.effects[0]
+        assert np.isnan(out.group_ci_lower[0][3]) and np.isfinite(out.group_ci_lower[0][:3]).all()
+        assert out.group_ci_lower[1][9] == out.group_ci_upper[1][9] == self.effects[0]
         assert any("dimension 0" in w and "no values" in w for w in out.warnings)
         assert any("dimension 1" in w and "fewer than two distinct" in w for w in out.warnings)
 
@@ -527,7 +539,7 @@ class TestEngineIntervals:
                 method="percentile",
                 resampling="poisson",
             )
-        np.testing.assert_array_equal(out.group_ci_low[1], ref.group_ci_low)
+        np.testing.assert_array_equal(out.group_ci_lower[1], ref.group_ci_lower)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -583,3 +595,276 @@ class TestProperties:
         w_small = np.diff(small.confidence_interval)[0]
         w_large = np.diff(large.confidence_interval)[0]
         assert 4.0 / 1.35 < w_small / w_large < 4.0 * 1.35
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Results are values: frozen, read-only arrays, equality, hashing, JSON (issue 8, defect 1).
+
+
+def _engine_call(x: np.ndarray, codes: list[np.ndarray], n_groups: list[int], **kw) -> object:
+    args = {"method": "bca", "n_resamples": 200, "confidence_level": 0.9, "seed": 3, "blb_min_n": 10**9}
+    args.update(kw)
+    return engine_intervals(x, codes, n_groups, **args)
+
+
+class TestResultValues:
+    def setup_method(self):
+        rng = np.random.default_rng(40)
+        self.x = rng.gamma(2.0, size=300)
+        self.codes = rng.integers(0, 3, 300)
+        self.codes[self.codes == 2] = 3  # group 2 is empty: a NaN interval
+
+    def grouped(self, seed: int = 1) -> BootstrapResult:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BootstrapWarning)
+            return bootstrap_ci(self.x, self.codes, n_resamples=200, seed=seed)
+
+    def engine(self, seed: int = 3):
+        return _engine_call(self.x, [self.codes], [4], seed=seed, report_empty=False)
+
+    @pytest.mark.parametrize("field", ["ci_lower", "estimate", "resampling", "group_ci_upper"])
+    def test_bootstrap_result_assignment_raises(self, field):
+        res = self.grouped()
+        with pytest.raises(AttributeError):
+            setattr(res, field, 0.0)
+
+    @pytest.mark.parametrize("field", ["ci_lower", "standard_error", "resampling", "group_ci_lower"])
+    def test_engine_intervals_assignment_raises(self, field):
+        out = self.engine()
+        with pytest.raises(AttributeError):
+            setattr(out, field, 0.0)
+
+    @pytest.mark.parametrize(
+        "field",
+        ["group_estimates", "group_ci_lower", "group_ci_upper", "group_standard_errors", "group_sizes"],
+    )
+    def test_bootstrap_result_arrays_are_read_only(self, field):
+        arr = getattr(self.grouped(), field)
+        before = arr.copy()
+        with pytest.raises(ValueError, match="read-only"):
+            arr[0] = 99
+        np.testing.assert_array_equal(arr, before)
+
+    @pytest.mark.parametrize("field", ["group_ci_lower", "group_ci_upper", "group_standard_errors"])
+    def test_engine_interval_arrays_are_read_only(self, field):
+        for arr in getattr(self.engine(), field):
+            with pytest.raises(ValueError, match="read-only"):
+                arr[0] = 99
+
+    def test_equality_with_groups_compares_arrays(self):
+        a, b, c = self.grouped(1), self.grouped(1), self.grouped(2)
+        assert np.isnan(a.group_ci_lower[2])  # NaN equals NaN: a result equals its recomputation
+        assert a == b and hash(a) == hash(b)
+        assert a != c
+        assert len({a, b, c}) == 2
+        e1, e2, e3 = self.engine(3), self.engine(3), self.engine(4)
+        assert e1 == e2 and hash(e1) == hash(e2) and e1 != e3
+        assert a != e1  # different types are never equal
+
+    def test_to_dict_is_json_safe(self):
+        res = self.grouped()
+        data = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+        assert data["ci_lower"] == res.ci_lower and data["ci_upper"] == res.ci_upper
+        assert data["resampling"] == "multinomial" and data["method"] == "bca"
+        assert data["group_ci_lower"][2] is None  # the empty group's NaN
+        assert data["group_ci_lower"][:2] == res.group_ci_lower[:2].tolist()
+        assert data["group_sizes"] == [int(v) for v in np.bincount(self.codes, minlength=4)]
+        assert data["group_labels"] == [0, 1, 2, 3]
+        assert data["warnings"] == list(res.warnings)
+        out = self.engine()
+        edata = json.loads(json.dumps(out.to_dict(), allow_nan=False))
+        assert edata["resampling"] == "poisson" and edata["ci_lower"] == out.ci_lower
+        assert edata["group_ci_upper"][0][:2] == out.group_ci_upper[0][:2].tolist()
+        assert edata["group_ci_upper"][0][2] is None
+
+    def test_to_dict_string_labels(self):
+        labels = np.array(["b", "a", "c"])[np.random.default_rng(41).integers(0, 3, 300)]
+        res = bootstrap_ci(self.x, labels, n_resamples=100, seed=1)
+        data = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+        assert data["group_labels"] == ["a", "b", "c"]
+
+    @pytest.mark.parametrize("resampling", RESAMPLINGS)
+    def test_result_names_its_resampling(self, resampling):
+        assert bootstrap_ci(self.x, n_resamples=50, resampling=resampling, seed=1).resampling == resampling
+        assert self.engine().resampling == "poisson"
+        assert _engine_call(self.x, [], [], blb_min_n=300).resampling == "blb"
+
+    def test_confidence_interval_is_the_pair(self):
+        res = self.grouped()
+        assert res.confidence_interval == (res.ci_lower, res.ci_upper)
+
+    def test_result_owns_its_arrays(self):
+        lo = np.array([1.0, 2.0])
+        res = BootstrapResult(
+            ci_lower=0.0,
+            ci_upper=1.0,
+            standard_error=0.1,
+            estimate=0.5,
+            method="bca",
+            resampling="poisson",
+            n_resamples=10,
+            seed=1,
+            confidence_level=0.9,
+            n=2,
+            group_ci_lower=lo,
+        )
+        lo[0] = 5.0  # the caller's array stays writable and the result does not change
+        assert res.group_ci_lower[0] == 1.0 and not res.group_ci_lower.flags.writeable
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Numbers from the config (issue 8, defects 3 and 5).
+
+
+def _config_with(**bootstrap_updates):
+    cfg = get_config()
+    blb = bootstrap_updates.pop("blb", None)
+    section = cfg.bootstrap.model_copy(update=bootstrap_updates)
+    if blb is not None:
+        section = section.model_copy(update={"blb": cfg.bootstrap.blb.model_copy(update=blb)})
+    return cfg.model_copy(update={"bootstrap": section})
+
+
+class TestConfigDefaults:
+    def test_defaults_come_from_the_config(self):
+        cfg = get_config()
+        x = _data(50)
+        res = bootstrap_ci(x, seed=1)
+        assert res.n_resamples == cfg.simulation.n_resamples
+        assert res.confidence_level == cfg.simulation.default_confidence_level
+        explicit = bootstrap_ci(
+            x,
+            n_resamples=cfg.simulation.n_resamples,
+            confidence_level=cfg.simulation.default_confidence_level,
+            seed=1,
+        )
+        assert res == explicit
+
+    def test_defaults_follow_a_given_config(self):
+        cfg = get_config()
+        sim = cfg.simulation.model_copy(update={"n_resamples": 300, "default_confidence_level": 0.8})
+        res = bootstrap_ci(_data(50), seed=1, config=cfg.model_copy(update={"simulation": sim}))
+        assert (res.n_resamples, res.confidence_level) == (300, 0.8)
+        assert res == bootstrap_ci(_data(50), n_resamples=300, confidence_level=0.8, seed=1)
+
+    def test_n_resamples_above_the_configured_bound(self):
+        bound = get_config().bootstrap.max_resamples
+        msg = (
+            rf"`n_resamples` must be at most {bound} \(bootstrap.max_resamples in the config\); got 10000000"
+        )
+        with pytest.raises(ValueError, match=msg):
+            bootstrap_ci(_data(20), n_resamples=10**7, seed=1)
+        with pytest.raises(ValueError, match=msg):
+            _engine_call(_data(20), [], [], n_resamples=10**7)
+        small = _config_with(max_resamples=100)
+        with pytest.raises(ValueError, match=r"must be at most 100 .*got 101"):
+            bootstrap_ci(_data(20), n_resamples=101, seed=1, config=small)
+        assert bootstrap_ci(_data(20), n_resamples=100, seed=1, config=small).n_resamples == 100
+
+    @pytest.mark.parametrize("bad", ["0.9", True, np.nan, 1.5, [0.9]])
+    def test_confidence_level_of_a_wrong_type(self, bad):
+        with pytest.raises(ValueError, match=r"`confidence_level` must be a number strictly between 0 and 1"):
+            bootstrap_ci(_data(20), confidence_level=bad, seed=1)
+        with pytest.raises(ValueError, match=r"`confidence_level` must be a number strictly between 0 and 1"):
+            _engine_call(_data(20), [], [], confidence_level=bad)
+
+    def test_engine_confidence_level_none_is_named(self):
+        with pytest.raises(ValueError, match=r"`confidence_level` must be .*; got None"):
+            _engine_call(_data(20), [], [], confidence_level=None)
+
+    def test_config_of_a_wrong_type(self):
+        with pytest.raises(TypeError, match=r"`config` must be None or a TwinkernelConfig; got dict"):
+            bootstrap_ci(_data(20), seed=1, config={})
+
+    def test_blb_settings_come_from_the_config(self):
+        x = _data(5000, seed=42)
+        base = bootstrap_ci(x, n_resamples=100, resampling="blb", seed=3)
+        other = _config_with(blb={"n_subsets": 4, "min_subset": 200, "gamma": 0.6})
+        changed = bootstrap_ci(x, n_resamples=100, resampling="blb", seed=3, config=other)
+        assert changed != base
+        reps, _ = bblb.blb_replicates(
+            np.ldexp(x, -bcol.binary_exponent(x)),
+            [],
+            [],
+            3,
+            100,
+            blb=other.bootstrap.blb,
+            max_direct_cells=MAX_CELLS,
+        )
+        assert reps.shape == (1, 100)  # 4 subsets of ceil(100 / 4) = 25
+        scale = 2.0 ** bcol.binary_exponent(x)
+        np.testing.assert_allclose(changed.standard_error, reps[0].std(ddof=1) * scale, rtol=1e-12)
+
+    def test_performance_knobs_do_not_change_results(self):
+        rng = np.random.default_rng(43)
+        x = rng.normal(size=2000)
+        codes = [rng.integers(0, 30, 2000), rng.integers(0, 40, 2000)]
+        base = _engine_call(x, codes, [30, 40])
+        knobs = _config_with(poisson_quads_per_task=1, max_direct_cells=10)  # 1200 cells: the sparse path
+        assert _engine_call(x, codes, [30, 40], config=knobs) == base
+
+    def test_config_rejects_engine_resamples_above_the_bound(self):
+        from twinkernel.config import ConfigError, config_from_mapping
+
+        raw = get_config().model_dump()
+        raw["bootstrap"]["max_resamples"] = 1000
+        with pytest.raises(ConfigError, match=r"simulation.n_resamples \(2000\) must not exceed"):
+            config_from_mapping(raw)
+        raw["bootstrap"]["max_resamples"] = 100000
+        raw["bootstrap"]["blb"]["gamma"] = 1.5
+        with pytest.raises(ConfigError, match=r"bootstrap.blb.gamma"):
+            config_from_mapping(raw)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Any scale: tiny and huge values (issue 8, defect 5: Poisson quantisation overflowed near 1e-300).
+
+
+class TestScale:
+    @pytest.mark.parametrize("resampling", RESAMPLINGS)
+    @pytest.mark.parametrize("method", ("percentile", "bca"))
+    @pytest.mark.parametrize("factor", [1e-300, 1e-200, 1e200, 1e300])
+    def test_interval_within_data_range_and_rescaled(self, factor, method, resampling):
+        x = _data(400, seed=44)
+        g = np.random.default_rng(44).integers(0, 3, 400)
+        unit = bootstrap_ci(x, g, n_resamples=300, method=method, resampling=resampling, seed=9)
+        xs = x * factor
+        res = bootstrap_ci(xs, g, n_resamples=300, method=method, resampling=resampling, seed=9)
+        assert xs.min() <= res.ci_lower <= res.estimate <= res.ci_upper <= xs.max()
+        for k in range(3):
+            assert xs[g == k].min() <= res.group_ci_lower[k] <= res.group_ci_upper[k] <= xs[g == k].max()
+        # x * factor rounds each value once (relative 1.1e-16), so intervals agree to a few ulps of that.
+        np.testing.assert_allclose(
+            res.confidence_interval, np.array(unit.confidence_interval) * factor, rtol=1e-12
+        )
+        np.testing.assert_allclose(res.standard_error, unit.standard_error * factor, rtol=1e-9)
+        np.testing.assert_allclose(res.group_ci_lower, unit.group_ci_lower * factor, rtol=1e-12)
+
+    @pytest.mark.parametrize("resampling", RESAMPLINGS)
+    @pytest.mark.parametrize("method", METHODS)
+    @pytest.mark.parametrize("power", [-1000, -60, 60, 1000])
+    def test_power_of_two_scale_is_exact(self, power, method, resampling):
+        x = _data(300, seed=45)
+        unit = bootstrap_ci(x, n_resamples=200, method=method, resampling=resampling, seed=2)
+        res = bootstrap_ci(np.ldexp(x, power), n_resamples=200, method=method, resampling=resampling, seed=2)
+        assert res.ci_lower == np.ldexp(unit.ci_lower, power)
+        assert res.ci_upper == np.ldexp(unit.ci_upper, power)
+        assert res.standard_error == np.ldexp(unit.standard_error, power)
+
+    def test_engine_intervals_tiny_effects(self):
+        rng = np.random.default_rng(46)
+        x = rng.normal(0.05, 0.02, 1000)
+        codes = [rng.integers(0, 4, 1000)]
+        unit = _engine_call(x, codes, [4], method="percentile")
+        tiny = _engine_call(x * 1e-300, codes, [4], method="percentile")
+        assert (x * 1e-300).min() <= tiny.ci_lower < tiny.ci_upper <= (x * 1e-300).max()
+        np.testing.assert_allclose(
+            [tiny.ci_lower, tiny.ci_upper], [unit.ci_lower * 1e-300, unit.ci_upper * 1e-300], rtol=1e-12
+        )
+        np.testing.assert_allclose(tiny.group_ci_lower[0], unit.group_ci_lower[0] * 1e-300, rtol=1e-12)
+
+    def test_huge_range_standard_error_is_finite(self):
+        x = np.array([-1.7e308, 1.7e308, 0.0, 1e308, -1e308])
+        res = bootstrap_ci(x, n_resamples=200, method="percentile", resampling="poisson", seed=1)
+        assert np.isfinite([res.ci_lower, res.ci_upper, res.standard_error]).all()
+        assert x.min() <= res.ci_lower <= res.ci_upper <= x.max()

@@ -60,8 +60,8 @@ class TestAgreementWithScipy:
             xs = x[g == k]
             lo, hi = _scipy_interval(xs, "BCa", B_AGREE, seed=10 + k)
             se = xs.std(ddof=1) / np.sqrt(xs.shape[0])
-            assert abs(ours.group_ci_low[k] - lo) < 0.2 * se
-            assert abs(ours.group_ci_high[k] - hi) < 0.2 * se
+            assert abs(ours.group_ci_lower[k] - lo) < 0.2 * se
+            assert abs(ours.group_ci_upper[k] - hi) < 0.2 * se
 
 
 def _coverage(data: np.ndarray, truth: float, method: str, resampling: str) -> float:

@@ -26,8 +26,8 @@ def test_ate_and_segment_intervals_come_from_the_bootstrap(make_engine, config, 
     labels = list(by_region.group_labels) if hasattr(by_region, "group_labels") else sorted(set(regions))
     for i, label in enumerate(labels):
         seg = result.effect_heterogeneity.by_region[label]
-        assert seg["ci_lower"] == by_region.group_ci_low[i]
-        assert seg["ci_upper"] == by_region.group_ci_high[i]
+        assert seg["ci_lower"] == by_region.group_ci_lower[i]
+        assert seg["ci_upper"] == by_region.group_ci_upper[i]
         assert seg["ci_lower"] < seg["ate"] < seg["ci_upper"]
     assert not any("no values" in w for w in result.warnings)
 
