@@ -389,7 +389,12 @@ def test_config_defaults_come_from_the_config_file(monkeypatch: pytest.MonkeyPat
     custom = config_from_mapping(_mapping_with(ttl_seconds=77, key_prefix="custom:", lock_wait_seconds=1.5))
     monkeypatch.setattr("twinkernel.config._cached", custom)
     cfg = SimulationCacheConfig()
-    assert (cfg.ttl_seconds, cfg.key_prefix, cfg.prefix, cfg.lock_wait_seconds) == (77, "custom:", "custom:", 1.5)
+    assert (cfg.ttl_seconds, cfg.key_prefix, cfg.prefix, cfg.lock_wait_seconds) == (
+        77,
+        "custom:",
+        "custom:",
+        1.5,
+    )
     assert SimulationCacheConfig(max_cached_results=5).ttl_seconds == 77  # overrides only what is given
     assert SimulationCache().config.ttl_seconds == 77
     assert SimulationCacheConfig.from_config(get_config()) == cfg
@@ -397,7 +402,9 @@ def test_config_defaults_come_from_the_config_file(monkeypatch: pytest.MonkeyPat
 
 def test_config_overrides_use_the_config_files_bounds() -> None:
     # Defect: the dataclass had its own bounds (any ttl >= 1); the file allows at most 30 days.
-    with pytest.raises(ConfigError, match=r"simulation_cache\.ttl_seconds: .*\(got 1000000000\); allowed range \[1, "):
+    with pytest.raises(
+        ConfigError, match=r"simulation_cache\.ttl_seconds: .*\(got 1000000000\); allowed range \[1, "
+    ):
         SimulationCacheConfig(ttl_seconds=10**9)
     with pytest.raises(
         ConfigError,
