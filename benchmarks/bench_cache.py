@@ -101,8 +101,24 @@ def make_result(
     ate: float | None = None,
     status: SimulationStatus = SimulationStatus.COMPLETED,
     rng_seed: int = 0,
+    request: SimulationRequest | None = None,
 ) -> SimulationResult:
-    """A completed result with full heterogeneity: 4 dimensions, 28 segments (a realistic value size)."""
+    """A completed result with full heterogeneity: 4 dimensions, 28 segments (a realistic value size).
+
+    It answers ``request``, or else :func:`make_request` with the same model, config, filter and seed
+    (``request_digest`` is that request's digest), so the cache stores it under that request's key.
+    """
+    if request is None:
+        request = make_request(
+            model_id=model_id,
+            intervention_config=intervention_config,
+            population_filter=population_filter,
+            seed=seed if seed is not None else 0,
+            seed_was_given=seed is not None,
+        )
+    else:
+        model_id, seed = request.model_id, request.seed if request.seed_was_given else None
+        intervention_config, population_filter = request.intervention_config, request.population_filter
     rng = np.random.default_rng(rng_seed)
     cfg = intervention_config or InterventionConfig(intervention_type="email_campaign", channel="email")
     ate = float(0.05 + rng.normal(0.0, 0.01)) if ate is None else ate
@@ -139,8 +155,9 @@ def make_result(
         effect_size_cohens_d=0.21,
         statistical_power=0.8,
         outcome_std=0.24,
-        kernel_version="test-kernel-1",
+        kernel_version=request.kernel_version,
         data_quality={"decile": {"missing": 0}},
+        request_digest=request.digest(),
     )
 
 
@@ -178,10 +195,12 @@ def make_cache(kind: str, prefix: str | None = None, **overrides: object) -> Sim
     """A cache on the ``"memory"`` or ``"redis"`` backend with a unique key prefix."""
     prefix = prefix or f"twin_sim_test:{uuid.uuid4().hex[:12]}:"
     url = redis_test_url()
-    cfg = SimulationCacheConfig(prefix=prefix, redis_url=url if kind == "redis" else None, **overrides)  # type: ignore[arg-type]
+    cfg = SimulationCacheConfig(key_prefix=prefix, redis_url=url if kind == "redis" else None, **overrides)
     if kind == "redis":
-        backend = RedisBackend(
-            url, socket_timeout=max(cfg.socket_timeout_seconds, 0.5), socket_connect_timeout=0.5
+        # A loaded test machine can stall a local call past the shipped 50 ms: allow a slower server.
+        slow = max(cfg.socket_timeout_seconds, 0.5)
+        backend: MemoryBackend | RedisBackend = RedisBackend(
+            url, socket_timeout=slow, socket_connect_timeout=slow
         )
     else:
         backend = MemoryBackend()
@@ -212,7 +231,7 @@ def replay_workload(cache: SimulationCache, requests: list[SimulationRequest]) -
         def compute() -> SimulationResult:
             nonlocal computed
             computed += 1
-            return make_result(intervention_config=req.intervention_config, seed=req.seed)
+            return make_result(request=req)
 
         return compute
 
@@ -236,7 +255,7 @@ class TimeCacheLookup:
         self.request = make_request()
         self.miss_request = make_request(seed=8)
         self.result = make_result()
-        self.cache.put_sync(self.result, request=self.request)
+        self.cache.put_sync(self.result)
         self.cache.get_sync(self.request)  # warm-up (connection, script load)
 
     def teardown(self, backend: str) -> None:
@@ -250,7 +269,7 @@ class TimeCacheLookup:
         self.cache.get_sync(self.miss_request)
 
     def time_store(self, backend: str) -> None:
-        self.cache.put_sync(self.result, request=self.request)
+        self.cache.put_sync(self.result)
 
 
 class TrackCacheHitRate:

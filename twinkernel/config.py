@@ -274,8 +274,19 @@ class SimulationCacheSection(_Section):
     cache_unseeded: bool
     lock_ttl_ms: int = Field(ge=1, le=3_600_000)
     lock_wait_seconds: float = Field(ge=0.0, le=3600.0)
+    lock_poll_initial_seconds: float = Field(gt=0.0, le=60.0)
+    lock_poll_max_seconds: float = Field(gt=0.0, le=60.0)
     circuit_breaker_failures: int = Field(ge=1, le=1000)
     circuit_breaker_reset_seconds: float = Field(ge=0.0, le=3600.0)
+
+    @model_validator(mode="after")
+    def _poll_ordered(self) -> SimulationCacheSection:
+        if self.lock_poll_initial_seconds > self.lock_poll_max_seconds:
+            raise ValueError(
+                f"lock_poll_initial_seconds ({self.lock_poll_initial_seconds}) must not exceed "
+                f"lock_poll_max_seconds ({self.lock_poll_max_seconds})"
+            )
+        return self
 
 
 class AutoRetrainingConfig(_Section):

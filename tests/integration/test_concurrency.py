@@ -45,7 +45,7 @@ def cache_factory(backend_kind: str) -> Iterator[Callable[..., SimulationCache]]
     yield build
     for c in made:
         if isinstance(c.backend, RedisBackend):
-            keys = list(c.backend.client.scan_iter(match=f"{c.config.prefix}*", count=500))
+            keys = list(c.backend.client.scan_iter(match=f"{c.config.key_prefix}*", count=500))
             if keys:
                 c.backend.client.delete(*keys)
         c.close()
@@ -76,7 +76,7 @@ def test_concurrent_cache_reads(cache_factory: Callable[..., SimulationCache]) -
     requests = [make_request(seed=s) for s in range(5)]
     expected = {r.seed: make_result(seed=r.seed, ate=0.01 * (r.seed + 1), rng_seed=r.seed) for r in requests}
     for r in requests:
-        assert cache.put_sync(expected[r.seed], request=r)
+        assert cache.put_sync(expected[r.seed])
 
     def reader(i: int) -> list[bool]:
         rng = np.random.default_rng(i)
@@ -105,9 +105,9 @@ def test_concurrent_cache_writes(cache_factory: Callable[..., SimulationCache]) 
         stored = 0
         for j in range(20):  # 20 distinct results per thread, 200 in all, bound 50
             seed = i * 100 + j
-            stored += cache.put_sync(make_result(seed=seed, ate=seed / 1e4), request=make_request(seed=seed))
+            stored += cache.put_sync(make_result(seed=seed, ate=seed / 1e4))
             if j % 5 == 0:
-                stored += cache.put_sync(candidates[i], request=shared)
+                stored += cache.put_sync(candidates[i])
         return stored
 
     assert sum(run_threads(writer)) == THREADS * 24
@@ -144,7 +144,7 @@ def test_cache_invalidation_during_read(cache_factory: Callable[..., SimulationC
     def invalidator() -> None:
         while not stop.is_set():
             for r in requests:
-                cache.put_sync(versions[r.seed], request=r)
+                cache.put_sync(versions[r.seed])
             invalidated.append(cache.invalidate_model_cache_sync("model-a"))
 
     def reader(i: int) -> tuple[int, int, int]:
@@ -175,7 +175,7 @@ def test_cache_invalidation_during_read(cache_factory: Callable[..., SimulationC
     assert live_keys(cache) == 0
     assert cache.invalidate_model_cache_sync("model-a") == 0
     for r in requests:
-        cache.put_sync(versions[r.seed], request=r)
+        cache.put_sync(versions[r.seed])
     assert cache.invalidate_model_cache_sync("model-a") == 4
     assert cache.stats().errors == 0
 
@@ -219,7 +219,7 @@ def test_single_flight_across_processes_uses_redis_lock() -> None:
         pytest.skip(f"requires_redis: no redis-server answering PING within 0.2 s at {url}")
     # Two cache objects with their own in-process locks stand for two processes sharing one Redis.
     first = make_cache("redis")
-    second = make_cache("redis", prefix=first.config.prefix)
+    second = make_cache("redis", prefix=first.config.key_prefix)
     try:
         request = make_request(seed=5)
         compute = SlowCompute(make_result(seed=5), delay=0.1)

@@ -7,6 +7,7 @@ without one they skip with the reason. Every test uses its own key prefix and re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from benchmarks.bench_cache import make_cache, make_request, make_result, redis_available, redis_test_url
-from twinkernel.config import config_from_mapping, get_config
+from twinkernel.config import ConfigError, config_from_mapping, get_config
 from twinkernel.models import InterventionConfig, PopulationFilter, SimulationResult, SimulationStatus
 from twinkernel.simulation_cache import (
     CacheStats,
@@ -41,7 +42,7 @@ def drop_prefix(cache: SimulationCache) -> None:
     """Delete every key under the cache's prefix (Redis) so tests leave nothing behind."""
     if isinstance(cache.backend, RedisBackend):
         client = cache.backend.client
-        keys = list(client.scan_iter(match=f"{cache.config.prefix}*", count=500))
+        keys = list(client.scan_iter(match=f"{cache.config.key_prefix}*", count=500))
         if keys:
             client.delete(*keys)
     cache.close()
@@ -152,8 +153,8 @@ def test_cache_key_uniqueness(cache: SimulationCache) -> None:
             )
         )
     assert len(set(keys.values())) == len(keys), keys
-    assert keys["base"].startswith(f"{cache.config.prefix}model-a:")
-    assert keys["no_model"].startswith(f"{cache.config.prefix}none:")
+    assert keys["base"].startswith(f"{cache.config.key_prefix}model-a:")
+    assert keys["no_model"].startswith(f"{cache.config.key_prefix}none:")
     # List order does not matter, neither in the config nor in the filter.
     a = make_request(
         intervention_config=InterventionConfig(intervention_type="email_campaign", target_deciles=[3, 1, 2]),
@@ -166,8 +167,7 @@ def test_cache_key_uniqueness(cache: SimulationCache) -> None:
     assert cache.key_for(a) == cache.key_for(b)
     # Distinct keys hold distinct values on the backend.
     for i, (_name, change) in enumerate(list(KEY_VARIANTS.items())[:4]):
-        req = make_request(**change)
-        cache.put_sync(make_result(model_id=req.model_id, ate=0.01 * (i + 1), rng_seed=i), request=req)
+        cache.put_sync(make_result(request=make_request(**change), ate=0.01 * (i + 1), rng_seed=i))
     for i, (_name, change) in enumerate(list(KEY_VARIANTS.items())[:4]):
         got = cache.get_sync(make_request(**change))
         assert got is not None and got.simulated_ate == pytest.approx(0.01 * (i + 1))
@@ -179,13 +179,13 @@ def test_cache_expiration(backend_kind: str, cache_factory: Any) -> None:
     if backend_kind == "memory":
         now = [1000.0]
         cache = SimulationCache(SimulationCacheConfig(ttl_seconds=60), MemoryBackend(clock=lambda: now[0]))
-        assert cache.put_sync(result, request=request)
+        assert cache.put_sync(result)
         now[0] += 59.9
         assert cache.get_sync(request) is not None
         now[0] += 0.2
         assert cache.get_sync(request) is None
         # A per-call TTL overrides the configured one.
-        assert cache.put_sync(result, ttl_seconds=5, request=request)
+        assert cache.put_sync(result, ttl_seconds=5)
         now[0] += 4.9
         assert cache.get_sync(request) is not None
         now[0] += 0.2
@@ -193,7 +193,7 @@ def test_cache_expiration(backend_kind: str, cache_factory: Any) -> None:
         assert cache.stats().misses == 2
         return
     cache = cache_factory(ttl_seconds=1)
-    assert cache.put_sync(result, request=request)
+    assert cache.put_sync(result)
     key = cache.key_for(request)
     client = cache.backend.client  # type: ignore[attr-defined]
     pttl = client.pttl(key)
@@ -208,13 +208,9 @@ def test_cache_expiration(backend_kind: str, cache_factory: Any) -> None:
 
 def test_cache_invalidation_on_model_update(cache: SimulationCache) -> None:
     for seed in (1, 2, 3):
-        cache.put_sync(
-            make_result(model_id="model-a", seed=seed), request=make_request(model_id="model-a", seed=seed)
-        )
+        assert cache.put_sync(make_result(model_id="model-a", seed=seed))
     for seed in (1, 2):
-        cache.put_sync(
-            make_result(model_id="model-b", seed=seed), request=make_request(model_id="model-b", seed=seed)
-        )
+        assert cache.put_sync(make_result(model_id="model-b", seed=seed))
     cfg = make_request().intervention_config
     assert cache.get_latest_sync(cfg, None, "model-a") is not None
     assert cache.invalidate_model_cache_sync("model-a") == 3
@@ -230,12 +226,6 @@ def test_cache_invalidation_on_model_update(cache: SimulationCache) -> None:
     compute = Counter(make_result(model_id="model-a", seed=1, ate=0.09))
     out = cache.get_or_compute(make_request(model_id="model-a", seed=1), compute)
     assert compute.calls == 1 and out.simulated_ate == 0.09
-    _close_async(cache)
-
-
-def _close_async(cache: SimulationCache) -> None:
-    if isinstance(cache.backend, RedisBackend):
-        asyncio.run(cache.backend.aclose())
 
 
 # --- eviction, the plan's async interface, values ----------------------------------------------------------
@@ -243,15 +233,14 @@ def test_lru_bound_evicts_least_recently_used(cache_factory: Any) -> None:
     cache = cache_factory(max_cached_results=3)
     requests = [make_request(seed=s) for s in range(4)]
     for req in requests[:3]:
-        cache.put_sync(make_result(seed=req.seed), request=req)
+        cache.put_sync(make_result(request=req))
     assert cache.get_sync(requests[0]) is not None  # seed 0 is now the most recently used
-    cache.put_sync(make_result(seed=3), request=requests[3])
+    cache.put_sync(make_result(request=requests[3]))
     present = [cache.get_sync(r) is not None for r in requests]
     assert present == [True, False, True, True]
     assert cache.stats().evictions == 1
     # The bound is per model: another model's results do not count.
-    other = make_request(model_id="model-b")
-    cache.put_sync(make_result(model_id="model-b"), request=other)
+    cache.put_sync(make_result(model_id="model-b"))
     assert [cache.get_sync(r) is not None for r in requests] == [True, False, True, True]
     if isinstance(cache.backend, RedisBackend):
         assert cache.backend.client.zcard(f"{cache.model_namespace('model-a')}:~lru") == 3
@@ -270,18 +259,15 @@ def test_async_interface_uses_latest_pointer(cache: SimulationCache) -> None:
         got = await cache.get_cached_result(same_cfg, PopulationFilter(deciles=[1, 3]), "model-a")
         other_model = await cache.get_cached_result(cfg, pf, "model-b")
         other_filter = await cache.get_cached_result(cfg, None, "model-a")
-        if isinstance(cache.backend, RedisBackend):
-            await cache.backend.aclose()
         return empty, stored, got, newer, other_model, other_filter
 
     empty, stored, got, newer, other_model, other_filter = asyncio.run(scenario())
     assert empty is None and stored == (True, True)
     assert got is not None and got.from_cache and got.simulation_id == newer.simulation_id
     assert other_model is None and other_filter is None
-    # The full key built from the result's own fields (population fingerprint "") also finds it.
-    rebuilt = SimulationCache.request_from_result(newer)
-    assert rebuilt.population_fingerprint == "" and rebuilt.seed == 2
-    assert cache.get_sync(rebuilt).simulated_ate == 0.04  # type: ignore[union-attr]
+    # Stored under the key of the request each result answers (its request_digest): exact lookups hit.
+    exact = cache.get_sync(make_request(intervention_config=cfg, population_filter=pf, seed=1))
+    assert exact is not None and exact.simulated_ate == 0.03
 
 
 def test_cache_result_refuses_unseeded_and_unfinished(cache_factory: Any) -> None:
@@ -292,7 +278,23 @@ def test_cache_result_refuses_unseeded_and_unfinished(cache_factory: Any) -> Non
     assert cache.stats().stores == 0
     permissive = cache_factory(cache_unseeded=True)
     assert permissive.put_sync(make_result(seed=None)) is True
+    assert permissive.get_sync(make_request(seed=0, seed_was_given=False)) is not None
     assert permissive.get_latest_sync(make_result().intervention_config, None, "model-a") is not None
+
+
+def test_result_without_request_digest_is_refused(cache: SimulationCache) -> None:
+    # Defect: the key used to be rebuilt from the result with an empty population fingerprint.
+    assert not hasattr(SimulationCache, "request_from_result")
+    orphan = make_result().model_copy(update={"request_digest": None})
+    message = r"`result\.request_digest` must be set to cache a result .*; got None"
+    with pytest.raises(ValueError, match=message):
+        cache.put_sync(orphan)
+    with pytest.raises(ValueError, match=message):
+        asyncio.run(cache.cache_result(orphan))
+    assert cache.stats().stores == 0
+    # With the digest, the key is exactly the one of the request the result answers.
+    request = make_request(seed=11)
+    assert cache.key_for_result(make_result(request=request)) == cache.key_for(request)
 
 
 def test_unseeded_requests_bypass_by_default(cache_factory: Any) -> None:
@@ -313,14 +315,14 @@ def test_disabled_cache_is_a_no_op(cache_factory: Any) -> None:
     request, compute = make_request(), Counter(make_result())
     assert [cache.get_or_compute(request, compute).from_cache for _ in range(2)] == [False, False]
     assert compute.calls == 2
-    assert cache.put_sync(make_result(), request=request) is False
+    assert cache.put_sync(make_result()) is False
     assert cache.get_sync(request) is None
     assert cache.stats() == CacheStats()
 
 
 def test_values_are_json(cache: SimulationCache) -> None:
     request, result = make_request(), make_result()
-    cache.put_sync(result.model_copy(update={"from_cache": True}), request=request)
+    cache.put_sync(result.model_copy(update={"from_cache": True}))
     raw = cache.backend.get(cache.model_namespace("model-a"), cache.key_for(request))
     assert raw is not None
     data = json.loads(raw)
@@ -351,13 +353,27 @@ def test_undecodable_value_is_a_counted_miss_and_deleted(
     assert cache.stats().decode_errors == 2
 
 
-def test_stats_snapshot() -> None:
+def test_stats_snapshot_is_frozen_and_json_safe() -> None:
     stats = CacheStats(hits=3, misses=1, errors=2)
     assert stats.hit_rate == 0.75
-    assert stats.as_dict()["hit_rate"] == 0.75 and stats.as_dict()["errors"] == 2
+    data = stats.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data == {
+        "hits": 3,
+        "misses": 1,
+        "errors": 2,
+        "evictions": 0,
+        "invalidations": 0,
+        "decode_errors": 0,
+        "stores": 0,
+        "bypassed": 0,
+        "hit_rate": 0.75,
+    }
+    assert not hasattr(stats, "as_dict")  # one name for serialisation across the API: to_dict
     assert CacheStats().hit_rate == 0.0
-    with pytest.raises(AttributeError):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         stats.hits = 4  # type: ignore[misc]
+    assert hash(stats) == hash(CacheStats(hits=3, misses=1, errors=2))
 
 
 # --- configuration and backend selection -------------------------------------------------------------------
@@ -367,15 +383,46 @@ def _mapping_with(**cache_section: Any) -> dict[str, Any]:
     return data
 
 
-def test_config_from_file_section() -> None:
-    cfg = SimulationCacheConfig.from_config(get_config())
-    assert (cfg.ttl_seconds, cfg.prefix, cfg.max_cached_results, cfg.enabled) == (
-        1800,
-        "twin_sim:",
-        1000,
-        True,
+def test_config_defaults_come_from_the_config_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Defect: SimulationCacheConfig() used its own defaults and ignored the configuration.
+    assert SimulationCacheConfig().model_dump() == get_config().simulation_cache.model_dump()
+    custom = config_from_mapping(_mapping_with(ttl_seconds=77, key_prefix="custom:", lock_wait_seconds=1.5))
+    monkeypatch.setattr("twinkernel.config._cached", custom)
+    cfg = SimulationCacheConfig()
+    assert (cfg.ttl_seconds, cfg.key_prefix, cfg.prefix, cfg.lock_wait_seconds) == (
+        77,
+        "custom:",
+        "custom:",
+        1.5,
     )
-    assert cfg.socket_timeout_seconds == 0.05 and cfg.cache_unseeded is False
+    assert SimulationCacheConfig(max_cached_results=5).ttl_seconds == 77  # overrides only what is given
+    assert SimulationCache().config.ttl_seconds == 77
+    assert SimulationCacheConfig.from_config(get_config()) == cfg
+
+
+def test_config_overrides_use_the_config_files_bounds() -> None:
+    # Defect: the dataclass had its own bounds (any ttl >= 1); the file allows at most 30 days.
+    with pytest.raises(
+        ConfigError, match=r"simulation_cache\.ttl_seconds: .*\(got 1000000000\); allowed range \[1, "
+    ):
+        SimulationCacheConfig(ttl_seconds=10**9)
+    with pytest.raises(
+        ConfigError,
+        match=r"simulation_cache\.max_cached_results: Input should be greater than or equal to 1 \(got 0\)",
+    ):
+        SimulationCacheConfig(max_cached_results=0)
+    with pytest.raises(ConfigError, match=r"simulation_cache\.backend: .*'memory'.*\(got 'disk'\)"):
+        SimulationCacheConfig(backend="disk")
+    with pytest.raises(ConfigError, match=r"simulation_cache\.unknown_key: Extra inputs are not permitted"):
+        SimulationCacheConfig(unknown_key=1)
+    with pytest.raises(ConfigError, match=r"lock_poll_initial_seconds \(1\.0\) must not exceed"):
+        SimulationCacheConfig(lock_poll_initial_seconds=1.0, lock_poll_max_seconds=0.5)
+    with pytest.raises(ConfigError, match=r"simulation_cache\.ttl_seconds: .*\(got -1\)"):
+        SimulationCache(backend=MemoryBackend()).put_sync(make_result(), ttl_seconds=-1)
+    base = SimulationCacheConfig()
+    with pytest.raises(ConfigError, match=r"simulation_cache\.circuit_breaker_failures: .*\(got 0\)"):
+        base.with_overrides(circuit_breaker_failures=0)
+    assert base.with_overrides(ttl_seconds=5).ttl_seconds == 5 and base.ttl_seconds != 5
 
 
 def test_backend_selection(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
@@ -400,17 +447,6 @@ def test_backend_selection(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCa
     assert "no redis_url" in caplog.text
     for c in (auto, env, override):
         c.close()
-
-
-def test_config_validation_message() -> None:
-    with pytest.raises(ValueError, match=r"`max_cached_results` must be a positive integer; got 0"):
-        SimulationCacheConfig(max_cached_results=0)
-    with pytest.raises(ValueError, match=r"`backend` must be 'auto', 'memory' or 'redis'; got 'disk'"):
-        SimulationCacheConfig(backend="disk")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"`ttl_seconds` must be positive; got -1"):
-        SimulationCache(SimulationCacheConfig(), MemoryBackend()).put_sync(
-            make_result(), ttl_seconds=-1, request=make_request()
-        )
 
 
 # --- engine integration ------------------------------------------------------------------------------------
@@ -463,3 +499,67 @@ def test_engine_second_call_is_served_from_cache(cache: SimulationCache) -> None
     assert cache.invalidate_model_cache_sync("engine-model") == 2
     third = engine.simulate(cfg, seed=7)
     assert third.from_cache is False and third.simulated_ate == first.simulated_ate
+
+
+# --- one key: the plan's API and simulate hit each other's entries -----------------------------------------
+ENGINE_CFG = InterventionConfig(intervention_type="call_frequency_increase", duration_weeks=6)
+ENGINE_FILTER = PopulationFilter(regions=["south", "west"])
+
+
+@pytest.mark.parametrize("api", ["put_sync", "cache_result"])
+def test_result_stored_through_the_plan_api_is_a_hit_for_simulate(cache: SimulationCache, api: str) -> None:
+    from twinkernel import SimulationEngine
+
+    engine = SimulationEngine(hcp_population(), cache=cache)
+    computed = engine.simulate(ENGINE_CFG, ENGINE_FILTER, seed=5, use_cache=False)
+    assert computed.request_digest is not None and cache.stats().stores == 0
+    stored = cache.put_sync(computed) if api == "put_sync" else asyncio.run(cache.cache_result(computed))
+    assert stored is True
+    again = engine.simulate(ENGINE_CFG, ENGINE_FILTER, seed=5)
+    assert again.from_cache is True and again.simulation_id == computed.simulation_id
+    assert again.simulated_ate == computed.simulated_ate
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.stores) == (1, 0, 1)
+    # Another seed is another request: not served from the stored entry.
+    assert engine.simulate(ENGINE_CFG, ENGINE_FILTER, seed=6).from_cache is False
+
+
+def test_result_stored_by_simulate_is_found_through_the_plan_api(cache: SimulationCache) -> None:
+    from twinkernel import SimulationEngine
+
+    population = hcp_population()
+    engine = SimulationEngine(population, cache=cache)
+    first = engine.simulate(ENGINE_CFG, ENGINE_FILTER, seed=5)
+    assert first.from_cache is False
+    same_filter = PopulationFilter(regions=["west", "south"])  # list order does not matter
+    found = asyncio.run(cache.get_cached_result(ENGINE_CFG, same_filter, population.model_id))
+    assert found is not None and found.from_cache is True
+    assert found.simulation_id == first.simulation_id and found.simulated_ate == first.simulated_ate
+    assert cache.get_latest_sync(ENGINE_CFG, None, population.model_id) is None  # another filter
+    # Storing the engine's result again through the plan's API overwrites the same entry, not a new one.
+    assert cache.put_sync(first) is True
+    assert cache.invalidate_model_cache_sync(population.model_id) == 1
+
+
+# --- sharing one cache between engines ---------------------------------------------------------------------
+def test_engines_sharing_one_cache(cache: SimulationCache) -> None:
+    from twinkernel import SimulationEngine
+
+    population = hcp_population(seed=3)
+    other_population = hcp_population(seed=4)  # same model id, different twins
+    assert population.model_id == other_population.model_id
+    assert population.fingerprint() != other_population.fingerprint()
+    a, b = SimulationEngine(population, cache=cache), SimulationEngine(population, cache=cache)
+    c = SimulationEngine(other_population, cache=cache)
+    first = a.simulate(ENGINE_CFG, seed=9)
+    shared = b.simulate(ENGINE_CFG, seed=9)
+    assert first.from_cache is False
+    assert shared.from_cache is True and shared.simulation_id == first.simulation_id
+    other = c.simulate(ENGINE_CFG, seed=9)
+    assert other.from_cache is False and other.simulation_id != first.simulation_id
+    assert other.simulated_ate != first.simulated_ate
+    # Each population keeps its own entry.
+    assert a.simulate(ENGINE_CFG, seed=9).simulation_id == first.simulation_id
+    assert c.simulate(ENGINE_CFG, seed=9).simulation_id == other.simulation_id
+    stats = cache.stats()
+    assert (stats.stores, stats.hits, stats.misses) == (2, 3, 2)
