@@ -11,7 +11,8 @@ from twinkernel import synthetic
 from twinkernel.config import get_config
 from twinkernel.kernels.copula import correlated_normals, counter_uniforms
 from twinkernel.population import TwinPopulation
-from twinkernel.twin_generator import Constraint, TwinGenerator, _phi2, _truncated_normal_union
+from twinkernel.twin_generator import Constraint, TwinGenerator
+from twinkernel.twin_generator.copula import phi2, truncated_normal_union
 
 
 def _config(cv_folds: int = 2, min_rows: int | None = None):
@@ -154,7 +155,7 @@ class TestDataLeakagePrevention:
         gen = TwinGenerator(config=FAST)
         gen.train(shifted, "brand_share", time_col="month", cutoff="2025-06-01")
         train = shifted[gen.training_rows_]
-        eng = gen._marginal("digital_engagement_score")
+        eng = gen.marginal("digital_engagement_score")
         grid = eng.grid
         np.testing.assert_array_equal(
             eng.quantiles, np.quantile(train["digital_engagement_score"].to_numpy(), grid)
@@ -162,12 +163,12 @@ class TestDataLeakagePrevention:
         all_rows = np.quantile(shifted["digital_engagement_score"].to_numpy(), grid)
         assert np.abs(eng.quantiles - all_rows).max() > 0.3
         assert eng.fill_value == pytest.approx(float(np.median(train["digital_engagement_score"].to_numpy())))
-        chan = gen._marginal("preferred_channel")
+        chan = gen.marginal("preferred_channel")
         assert "podcast" not in chan.levels
         counts = train["preferred_channel"].value_counts().sort("preferred_channel")
         np.testing.assert_allclose(chan.probs, counts["count"].to_numpy() / train.height)
         # correlations of the training rows, not of all rows
-        enc = gen._encoded_matrix(train, impute=True)
+        enc = gen.encoded_matrix(train, impute=True)
         np.testing.assert_allclose(gen.data_correlation, np.corrcoef(enc, rowvar=False), atol=1e-10)
         # twins never leave the training support
         pop = gen.generate(5000, seed=4)
@@ -215,7 +216,7 @@ class TestTrainingValidation:
         gen = TwinGenerator(config=FAST)
         m = gen.train(frame.drop("treated", "prior_brand_share_as_of").to_pandas(), "brand_share")
         assert m.training_rows == 3200 and m.r2 > 0.7
-        assert gen._marginal("region").kind == "categorical"
+        assert gen.marginal("region").kind == "categorical"
 
     @pytest.mark.parametrize("algorithm", ["random_forest", "gradient_boosting"])
     def test_other_algorithms(self, frame, algorithm):
@@ -224,7 +225,7 @@ class TestTrainingValidation:
         m = gen.train(frame, "brand_share", feature_cols=feats, algorithm=algorithm, time_col="month")
         assert m.algorithm == algorithm and m.r2 > 0.7
         pop = gen.generate(300, seed=1)
-        X = gen._feature_matrix(pop.frame)
+        X = gen.feature_matrix(pop.frame)
         np.testing.assert_allclose(pop.frame["baseline_outcome"].to_numpy(), gen.outcome_model.predict(X))
 
 
@@ -249,7 +250,7 @@ class TestGeneration:
         )
         assert int(pop.kernel_columns.defaulted.sum()) == 0  # every recognised column was synthesised
         # baseline_outcome is one batched predict of the twins' features (bit-identical to scikit-learn)
-        X = gen._feature_matrix(f)
+        X = gen.feature_matrix(f)
         np.testing.assert_array_equal(f["baseline_outcome"].to_numpy(), gen.outcome_model.predict(X))
 
     def test_heuristic_propensity(self, gen):
@@ -270,7 +271,7 @@ class TestGeneration:
         p = f["baseline_propensity"].to_numpy()
         assert 0.0 < p.min() and p.max() < 1.0
         assert np.corrcoef(p, f["decile"].to_numpy())[0, 1] > 0.3  # the world treats high deciles more
-        X = gen._feature_matrix(f.with_columns(pl.lit(0).alias("treated")))
+        X = gen.feature_matrix(f.with_columns(pl.lit(0).alias("treated")))
         np.testing.assert_array_equal(f["baseline_outcome"].to_numpy(), gen.outcome_model.predict(X))
         X[:, -1] = 1.0
         assert (
@@ -285,7 +286,10 @@ class TestGeneration:
         # twin i depends only on (seed, i): a smaller population is a prefix, whatever the chunking
         small = TwinGenerator.__new__(TwinGenerator)
         small.__dict__.update(gen.__dict__)
-        small.settings = {**gen.settings, "chunk_size": 1024}
+        small.config = gen.config.model_copy(
+            update={"twin_generation": gen.tg.model_copy(update={"chunk_size": 1024})}
+        )
+        assert small.tg.chunk_size == 1024 and gen.tg.chunk_size > 3000
         assert small.generate(3000, seed=42).frame.equals(a.frame)
         assert gen.generate(1000, seed=42).frame.equals(a.frame[:1000])
         assert gen.generate(10).frame.equals(
@@ -434,10 +438,10 @@ class TestKernels:
         assert 0.0 < out.min() and out.max() < 1.0
 
     def test_tree_kernel_matches_sklearn_with_missing_values(self, gen, frame):
-        X = gen._feature_matrix(frame[:300])
+        X = gen.feature_matrix(frame[:300])
         X[::7, 0] = np.nan
         X[::5, -1] = np.nan
-        fast = gen._predict(X)
+        fast = gen.predict(X)
         np.testing.assert_array_equal(fast, gen.outcome_model.predict(X))
         np.testing.assert_allclose(fast[:40], naive_tree_predict(gen.outcome_model, X[:40]), rtol=1e-12)
 
@@ -447,21 +451,21 @@ class TestKernels:
         pts = [(0.0, 0.0, 0.5), (0.0, 1.0, -0.3), (-2.0, -2.0, 0.9), (1.5, 0.0, 0.2), (0.3, -0.5, -0.95)]
         for x, y, r in pts:
             ref = multivariate_normal([0, 0], [[1, r], [r, 1]]).cdf([x, y])
-            assert float(_phi2(np.array(x), np.array(y), r)) == pytest.approx(ref, abs=1e-7)
+            assert float(phi2(np.array(x), np.array(y), r)) == pytest.approx(ref, abs=1e-7)
 
     def test_truncated_normal_union_stays_inside_and_has_the_right_law(self):
         rng = np.random.default_rng(1)
         n = 200_000
         mu = np.full(n, 0.5)
         lows, highs = np.array([-np.inf, 1.0]), np.array([-1.0, 40.0])
-        z = _truncated_normal_union(mu, 1.0, lows, highs, rng.random(n), rng.random(n))
+        z = truncated_normal_union(mu, 1.0, lows, highs, rng.random(n), rng.random(n))
         assert np.all((z <= -1.0) | (z >= 1.0))
         from scipy.stats import norm
 
         p_left = norm.cdf(-1.5) / (norm.cdf(-1.5) + norm.sf(0.5))
         assert (z < 0).mean() == pytest.approx(p_left, abs=0.005)
         # far in the tail: finite, inside, no spinning
-        far = _truncated_normal_union(
+        far = truncated_normal_union(
             np.zeros(5), 1.0, np.array([30.0]), np.array([np.inf]), rng.random(5), rng.random(5)
         )
         assert np.all(far >= 30.0) and np.all(np.isfinite(far))
