@@ -494,6 +494,19 @@ class TestPersistence:
         with pytest.raises(ValueError, match="cannot read a saved generator"):
             TwinGenerator.load(tmp_path / "nowhere")
 
+    def test_load_a_save_from_before_the_new_config_keys(self, gen, tmp_path):
+        # generators saved before twin_generation gained copula / outcome_models / caps still load; the
+        # missing keys take today's defaults, which reproduce the earlier behaviour bit for bit
+        path = gen.save(tmp_path / "old")
+        meta = json.loads((path / "generator.json").read_text())
+        for key in ("copula", "outcome_models", "propensity_max_iter", "leakage_check_max_rows"):
+            del meta["config"]["twin_generation"][key]
+        del meta["config"]["twin_generation"]["propensity_heuristic"]["reference_decile"]
+        (path / "generator.json").write_text(json.dumps(meta))
+        loaded = TwinGenerator.load(path)
+        assert loaded.tg.copula == gen.tg.copula and loaded.tg.outcome_models == gen.tg.outcome_models
+        assert loaded.generate(500, seed=4).frame.equals(gen.generate(500, seed=4).frame)
+
 
 # ==========================================================================================================
 class TestImmutableResults:
