@@ -112,7 +112,7 @@ def compare(
     twin_corr = pearson(np.where(np.isnan(twins), fill, twins))
     ref_corr = data_correlation if ref is None else pearson(np.where(np.isnan(ref), fill, ref))
     diff = np.abs(twin_corr - ref_corr)
-    i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    row, col = (int(v) for v in np.unravel_index(int(np.argmax(diff)), diff.shape))
     return QualityReport(
         n_twins=twins.shape[0],
         n_reference=n_training_rows if ref is None else ref.shape[0],
@@ -123,7 +123,7 @@ def compare(
         reference_correlation=ref_corr,
         twin_correlation=twin_corr,
         max_correlation_difference=float(diff.max()),
-        max_correlation_pair=(columns[i], columns[j]) if diff.max() > 0 else None,
+        max_correlation_pair=(columns[row], columns[col]) if diff.max() > 0 else None,
     )
 
 
