@@ -59,6 +59,29 @@ def per_twin_rate(gen: TwinGenerator, n: int = 200) -> float:
     return n / (time.perf_counter() - start)
 
 
+def bare_fit_seconds(gen: TwinGenerator, n_hcps: int = TRAIN_ROWS, seed: int = SEED) -> float:
+    """Seconds of one fit of the generator's configured outcome model on its own training rows: the
+    same-run reference for ``train`` (which does ``1 + cv_folds`` such fits plus importances and NORTA)."""
+    from twinkernel.twin_generator.outcome import fit_model
+
+    assert gen.training_rows_ is not None and gen.algorithm is not None
+    frame = training_frame(n_hcps, seed)[gen.training_rows_]
+    X = gen.feature_matrix(frame)
+    y = frame["brand_share"].to_numpy()
+    start = time.perf_counter()
+    fit_model(gen.algorithm, X, y, gen.tg, gen.tg.sklearn_threads)
+    return time.perf_counter() - start
+
+
+def sklearn_predict_seconds(gen: TwinGenerator, twins: pl.DataFrame) -> float:
+    """Seconds of scikit-learn's own ``predict`` on the twins' feature rows: the same-run reference for
+    ``generate`` (which predicts the same rows with the batched tree kernel, and samples them first)."""
+    X = gen.feature_matrix(twins)
+    start = time.perf_counter()
+    gen.outcome_model.predict(X)
+    return time.perf_counter() - start
+
+
 def batched_rate(gen: TwinGenerator, n: int, constraints: dict | None = None) -> tuple[float, float]:
     """(seconds, twins per second) of one ``generate(n)`` including outcome prediction."""
     start = time.perf_counter()

@@ -72,7 +72,7 @@ def per_twin_generate(gen: TwinGenerator, n: int, seed: int = 0) -> list[dict[st
         features: dict[str, Any] = {}
         row = []
         for name in gen.feature_cols:
-            mg = gen._marginal(name)
+            mg = gen.marginal(name)
             if mg.is_discrete:
                 k = int(rng.choice(len(mg.levels), p=mg.probs))
                 features[name] = mg.levels[k]

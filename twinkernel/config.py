@@ -43,6 +43,7 @@ Fraction = Field(ge=0.0, le=1.0)
 class PropensityHeuristic(_Section):
     intercept: float = Field(ge=0.0, le=1.0)
     per_decile_step: float = Field(ge=0.0, le=1.0)
+    reference_decile: float = Field(ge=0.0, le=100.0)
     engagement_weight: float = Field(ge=0.0, le=1.0)
     low: float = Field(ge=0.0, le=1.0)
     high: float = Field(ge=0.0, le=1.0)
@@ -54,11 +55,56 @@ class PropensityHeuristic(_Section):
         return self
 
 
+class CopulaNumerics(_Section):
+    rho_limit: float = Field(gt=0.0, lt=1.0)
+    rho_tolerance: float = Field(gt=0.0, le=1e-2)
+    min_eigenvalue: float = Field(gt=0.0, le=1e-2)
+    quadrature_nodes: int = Field(ge=8, le=200)
+    equality_quantile_clip: float = Field(gt=0.0, le=1e-3)
+
+
+class HistGradientBoostingParams(_Section):
+    max_iter: int = Field(ge=1, le=100_000)
+    learning_rate: float = Field(gt=0.0, le=10.0)
+    max_leaf_nodes: int | None = Field(ge=2)
+    max_depth: int | None = Field(ge=1)
+    min_samples_leaf: int = Field(ge=1)
+    l2_regularization: float = Field(ge=0.0)
+    early_stopping: Literal["auto"] | bool
+    validation_fraction: float = Field(gt=0.0, lt=1.0)
+    n_iter_no_change: int = Field(ge=1)
+
+
+class RandomForestParams(_Section):
+    n_estimators: int = Field(ge=1, le=100_000)
+    min_samples_leaf: int = Field(ge=1)
+    n_jobs: int | None = Field(ge=-1)
+
+    @model_validator(mode="after")
+    def _n_jobs_not_zero(self) -> RandomForestParams:
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs must be null, -1 or a positive integer; got 0")
+        return self
+
+
+class GradientBoostingParams(_Section):
+    n_estimators: int = Field(ge=1, le=100_000)
+    max_depth: int = Field(ge=1, le=100)
+    learning_rate: float = Field(gt=0.0, le=10.0)
+    subsample: float = Field(gt=0.0, le=1.0)
+
+
+class OutcomeModels(_Section):
+    hist_gradient_boosting: HistGradientBoostingParams
+    random_forest: RandomForestParams
+    gradient_boosting: GradientBoostingParams
+
+
 class TwinGenerationConfig(_Section):
     min_training_rows: int = Field(ge=1, le=100_000_000)
     default_algorithm: Literal["hist_gradient_boosting", "random_forest", "gradient_boosting"]
     cv_folds: int = Field(ge=2, le=20)
-    random_state: int = Field(ge=0)
+    random_state: int = Field(ge=0, lt=2**63)
     quantile_points: int = Field(ge=2, le=1_000_000)
     max_discrete_levels: int = Field(ge=2, le=100_000)
     correlation: Literal["norta", "normal_scores"]
@@ -68,6 +114,13 @@ class TwinGenerationConfig(_Section):
     chunk_size: int = Field(ge=1024, le=1 << 24)
     leakage_tolerance: float = Field(gt=0.0, lt=1.0)
     sklearn_threads: int | None = Field(ge=1)
+    leakage_check_max_rows: int = Field(ge=100, le=100_000_000)
+    importance_max_rows: int = Field(ge=100, le=100_000_000)
+    identifier_min_levels: int = Field(ge=1)
+    identifier_share: float = Field(gt=0.0, le=1.0)
+    copula: CopulaNumerics
+    outcome_models: OutcomeModels
+    propensity_max_iter: int = Field(ge=1, le=1_000_000)
     propensity_heuristic: PropensityHeuristic
 
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+
 import numpy as np
 import polars as pl
 import pytest
 
 from tests.naive_generator import naive_correlated_normals, naive_counter_uniforms, naive_tree_predict
 from twinkernel import synthetic
-from twinkernel.config import get_config
+from twinkernel.config import ConfigError, config_from_mapping, get_config
 from twinkernel.kernels.copula import correlated_normals, counter_uniforms
 from twinkernel.population import TwinPopulation
-from twinkernel.twin_generator import Constraint, TwinGenerator, _phi2, _truncated_normal_union
+from twinkernel.twin_generator import Constraint, QualityReport, TwinGenerator, TwinModelMetrics
+from twinkernel.twin_generator.copula import phi2, truncated_normal_union
+from twinkernel.twin_generator.outcome import make_model
 
 
 def _config(cv_folds: int = 2, min_rows: int | None = None):
@@ -154,7 +160,7 @@ class TestDataLeakagePrevention:
         gen = TwinGenerator(config=FAST)
         gen.train(shifted, "brand_share", time_col="month", cutoff="2025-06-01")
         train = shifted[gen.training_rows_]
-        eng = gen._marginal("digital_engagement_score")
+        eng = gen.marginal("digital_engagement_score")
         grid = eng.grid
         np.testing.assert_array_equal(
             eng.quantiles, np.quantile(train["digital_engagement_score"].to_numpy(), grid)
@@ -162,12 +168,12 @@ class TestDataLeakagePrevention:
         all_rows = np.quantile(shifted["digital_engagement_score"].to_numpy(), grid)
         assert np.abs(eng.quantiles - all_rows).max() > 0.3
         assert eng.fill_value == pytest.approx(float(np.median(train["digital_engagement_score"].to_numpy())))
-        chan = gen._marginal("preferred_channel")
+        chan = gen.marginal("preferred_channel")
         assert "podcast" not in chan.levels
         counts = train["preferred_channel"].value_counts().sort("preferred_channel")
         np.testing.assert_allclose(chan.probs, counts["count"].to_numpy() / train.height)
         # correlations of the training rows, not of all rows
-        enc = gen._encoded_matrix(train, impute=True)
+        enc = gen.encoded_matrix(train, impute=True)
         np.testing.assert_allclose(gen.data_correlation, np.corrcoef(enc, rowvar=False), atol=1e-10)
         # twins never leave the training support
         pop = gen.generate(5000, seed=4)
@@ -215,7 +221,7 @@ class TestTrainingValidation:
         gen = TwinGenerator(config=FAST)
         m = gen.train(frame.drop("treated", "prior_brand_share_as_of").to_pandas(), "brand_share")
         assert m.training_rows == 3200 and m.r2 > 0.7
-        assert gen._marginal("region").kind == "categorical"
+        assert gen.marginal("region").kind == "categorical"
 
     @pytest.mark.parametrize("algorithm", ["random_forest", "gradient_boosting"])
     def test_other_algorithms(self, frame, algorithm):
@@ -224,7 +230,7 @@ class TestTrainingValidation:
         m = gen.train(frame, "brand_share", feature_cols=feats, algorithm=algorithm, time_col="month")
         assert m.algorithm == algorithm and m.r2 > 0.7
         pop = gen.generate(300, seed=1)
-        X = gen._feature_matrix(pop.frame)
+        X = gen.feature_matrix(pop.frame)
         np.testing.assert_allclose(pop.frame["baseline_outcome"].to_numpy(), gen.outcome_model.predict(X))
 
 
@@ -249,15 +255,18 @@ class TestGeneration:
         )
         assert int(pop.kernel_columns.defaulted.sum()) == 0  # every recognised column was synthesised
         # baseline_outcome is one batched predict of the twins' features (bit-identical to scikit-learn)
-        X = gen._feature_matrix(f)
+        X = gen.feature_matrix(f)
         np.testing.assert_array_equal(f["baseline_outcome"].to_numpy(), gen.outcome_model.predict(X))
 
     def test_heuristic_propensity(self, gen):
         f = gen.generate(1000, seed=6).frame
+        h = gen.tg.propensity_heuristic
         expected = np.clip(
-            0.3 + 0.05 * (11 - f["decile"].to_numpy()) + 0.2 * f["digital_engagement_score"].to_numpy(),
-            0.1,
-            0.9,
+            h.intercept
+            + h.per_decile_step * (h.reference_decile - f["decile"].to_numpy())
+            + h.engagement_weight * f["digital_engagement_score"].to_numpy(),
+            h.low,
+            h.high,
         )
         np.testing.assert_allclose(f["baseline_propensity"].to_numpy(), expected)
 
@@ -270,7 +279,7 @@ class TestGeneration:
         p = f["baseline_propensity"].to_numpy()
         assert 0.0 < p.min() and p.max() < 1.0
         assert np.corrcoef(p, f["decile"].to_numpy())[0, 1] > 0.3  # the world treats high deciles more
-        X = gen._feature_matrix(f.with_columns(pl.lit(0).alias("treated")))
+        X = gen.feature_matrix(f.with_columns(pl.lit(0).alias("treated")))
         np.testing.assert_array_equal(f["baseline_outcome"].to_numpy(), gen.outcome_model.predict(X))
         X[:, -1] = 1.0
         assert (
@@ -285,7 +294,10 @@ class TestGeneration:
         # twin i depends only on (seed, i): a smaller population is a prefix, whatever the chunking
         small = TwinGenerator.__new__(TwinGenerator)
         small.__dict__.update(gen.__dict__)
-        small.settings = {**gen.settings, "chunk_size": 1024}
+        small.config = gen.config.model_copy(
+            update={"twin_generation": gen.tg.model_copy(update={"chunk_size": 1024})}
+        )
+        assert small.tg.chunk_size == 1024 and gen.tg.chunk_size > 3000
         assert small.generate(3000, seed=42).frame.equals(a.frame)
         assert gen.generate(1000, seed=42).frame.equals(a.frame[:1000])
         assert gen.generate(10).frame.equals(
@@ -434,10 +446,10 @@ class TestKernels:
         assert 0.0 < out.min() and out.max() < 1.0
 
     def test_tree_kernel_matches_sklearn_with_missing_values(self, gen, frame):
-        X = gen._feature_matrix(frame[:300])
+        X = gen.feature_matrix(frame[:300])
         X[::7, 0] = np.nan
         X[::5, -1] = np.nan
-        fast = gen._predict(X)
+        fast = gen.predict(X)
         np.testing.assert_array_equal(fast, gen.outcome_model.predict(X))
         np.testing.assert_allclose(fast[:40], naive_tree_predict(gen.outcome_model, X[:40]), rtol=1e-12)
 
@@ -447,21 +459,21 @@ class TestKernels:
         pts = [(0.0, 0.0, 0.5), (0.0, 1.0, -0.3), (-2.0, -2.0, 0.9), (1.5, 0.0, 0.2), (0.3, -0.5, -0.95)]
         for x, y, r in pts:
             ref = multivariate_normal([0, 0], [[1, r], [r, 1]]).cdf([x, y])
-            assert float(_phi2(np.array(x), np.array(y), r)) == pytest.approx(ref, abs=1e-7)
+            assert float(phi2(np.array(x), np.array(y), r)) == pytest.approx(ref, abs=1e-7)
 
     def test_truncated_normal_union_stays_inside_and_has_the_right_law(self):
         rng = np.random.default_rng(1)
         n = 200_000
         mu = np.full(n, 0.5)
         lows, highs = np.array([-np.inf, 1.0]), np.array([-1.0, 40.0])
-        z = _truncated_normal_union(mu, 1.0, lows, highs, rng.random(n), rng.random(n))
+        z = truncated_normal_union(mu, 1.0, lows, highs, rng.random(n), rng.random(n))
         assert np.all((z <= -1.0) | (z >= 1.0))
         from scipy.stats import norm
 
         p_left = norm.cdf(-1.5) / (norm.cdf(-1.5) + norm.sf(0.5))
         assert (z < 0).mean() == pytest.approx(p_left, abs=0.005)
         # far in the tail: finite, inside, no spinning
-        far = _truncated_normal_union(
+        far = truncated_normal_union(
             np.zeros(5), 1.0, np.array([30.0]), np.array([np.inf]), rng.random(5), rng.random(5)
         )
         assert np.all(far >= 30.0) and np.all(np.isfinite(far))
@@ -481,6 +493,207 @@ class TestPersistence:
         assert a.frame.equals(b.frame)
         with pytest.raises(ValueError, match="cannot read a saved generator"):
             TwinGenerator.load(tmp_path / "nowhere")
+
+    def test_load_a_save_from_before_the_new_config_keys(self, gen, tmp_path):
+        # generators saved before twin_generation gained copula / outcome_models / caps still load; the
+        # missing keys take today's defaults, which reproduce the earlier behaviour bit for bit
+        path = gen.save(tmp_path / "old")
+        meta = json.loads((path / "generator.json").read_text())
+        for key in ("copula", "outcome_models", "propensity_max_iter", "leakage_check_max_rows"):
+            del meta["config"]["twin_generation"][key]
+        del meta["config"]["twin_generation"]["propensity_heuristic"]["reference_decile"]
+        (path / "generator.json").write_text(json.dumps(meta))
+        loaded = TwinGenerator.load(path)
+        assert loaded.tg.copula == gen.tg.copula and loaded.tg.outcome_models == gen.tg.outcome_models
+        assert loaded.generate(500, seed=4).frame.equals(gen.generate(500, seed=4).frame)
+
+
+# ==========================================================================================================
+class TestImmutableResults:
+    """Issue 8, defect 1: results could be changed after the fact, `==` raised on arrays, no JSON export."""
+
+    def test_quality_report_is_frozen_read_only_comparable_and_json_safe(self, gen):
+        pop = gen.generate(3000, seed=12)
+        rep = gen.quality_report(pop)
+        assert isinstance(rep, QualityReport)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            rep.max_correlation_difference = 0.0  # type: ignore[misc]
+        with pytest.raises(ValueError, match="read-only"):
+            rep.twin_correlation[0, 1] = 0.5
+        with pytest.raises(TypeError):
+            rep.marginal_distance["decile"] = 0.0  # type: ignore[index]
+        again = gen.quality_report(pop)
+        assert rep == again and hash(rep) == hash(again)  # raised ValueError on the arrays before
+        other = gen.quality_report(gen.generate(3000, seed=13))
+        assert rep != other
+        data = json.loads(json.dumps(rep.to_dict(), allow_nan=False))
+        assert data["n_twins"] == 3000 and data["columns"] == list(gen.columns)
+        np.testing.assert_array_equal(np.asarray(data["twin_correlation"]), rep.twin_correlation)
+        assert data["max_correlation_pair"] == list(rep.max_correlation_pair)
+
+    def test_metrics_are_frozen_hashable_and_json_safe(self, gen):
+        m = gen.metrics
+        assert isinstance(m, TwinModelMetrics)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            m.r2 = 1.0  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            m.feature_importances["decile"] = 9.0  # type: ignore[index]
+        assert isinstance(m.cv_scores, tuple) and isinstance(m.feature_cols, tuple)
+        copy = TwinModelMetrics.from_dict(json.loads(json.dumps(m.to_dict(), allow_nan=False)))
+        assert copy == m and hash(copy) == hash(m)  # hash raised on the mapping fields before
+        assert dataclasses.replace(m, r2=m.r2 / 2) != m
+        # undefined numbers are None in JSON (strict JSON has no NaN) and read back as NaN
+        undefined = dataclasses.replace(m, cv_scores=(), cv_mean=math.nan, cv_std=math.nan)
+        d = undefined.to_dict()
+        assert d["cv_mean"] is None and d["cv_scores"] == []
+        json.dumps(d, allow_nan=False)
+        back = TwinModelMetrics.from_dict(d)
+        assert math.isnan(back.cv_mean) and back == undefined
+
+    def test_fitted_marginals_are_read_only(self, gen):
+        mg = gen.marginal("digital_engagement_score")
+        with pytest.raises(ValueError, match="read-only"):
+            mg.quantiles[0] = -1.0
+        assert mg == type(mg).from_dict(json.loads(json.dumps(mg.to_dict())))
+
+
+# ==========================================================================================================
+class TestSettingsFromConfig:
+    """Issue 8, defect 3: scikit-learn hyper-parameters, caps and tolerances were literals in code."""
+
+    def test_each_algorithm_uses_the_configured_hyper_parameters(self):
+        tg = FAST.twin_generation
+        om = tg.outcome_models
+        custom = om.model_copy(
+            update={
+                "gradient_boosting": om.gradient_boosting.model_copy(update={"n_estimators": 7}),
+                "random_forest": om.random_forest.model_copy(update={"min_samples_leaf": 9}),
+                "hist_gradient_boosting": om.hist_gradient_boosting.model_copy(update={"max_iter": 11}),
+            }
+        )
+        tg2 = tg.model_copy(update={"outcome_models": custom})
+        for algorithm in ("hist_gradient_boosting", "random_forest", "gradient_boosting"):
+            params = make_model(algorithm, tg2).get_params()
+            expected = getattr(custom, algorithm).model_dump()
+            assert {k: params[k] for k in expected} == expected
+            assert params["random_state"] == tg2.random_state
+        assert make_model("gradient_boosting", tg2).n_estimators == 7
+
+    def test_training_reads_caps_and_hyper_parameters(self, frame):
+        tg = FAST.twin_generation
+        om = tg.outcome_models
+        cfg = FAST.model_copy(
+            update={
+                "twin_generation": tg.model_copy(
+                    update={
+                        "outcome_models": om.model_copy(
+                            update={
+                                "hist_gradient_boosting": om.hist_gradient_boosting.model_copy(
+                                    update={"max_iter": 5}
+                                )
+                            }
+                        ),
+                        "propensity_max_iter": 3,
+                    }
+                )
+            }
+        )
+        gen = TwinGenerator(config=cfg, permutation_repeats=1)
+        with pytest.warns(Warning):  # 3 iterations do not converge: the configured value is used
+            gen.train(frame, "brand_share", time_col="month", treatment_col="treated")
+        assert gen.outcome_model.max_iter == 5 and gen.outcome_model.n_iter_ <= 5
+
+    def test_overrides_are_validated_by_the_config_rules(self):
+        with pytest.raises(ValueError, match=r"`quantile_points` must be greater than or equal to 2; got 1"):
+            TwinGenerator(quantile_points=1)
+        with pytest.raises(ValueError, match=r"`test_size` must be less than 1; got 1.5"):
+            TwinGenerator(test_size=1.5)
+        with pytest.raises(ValueError, match=r"`gibbs_sweeps` must be a number; got True"):
+            TwinGenerator(gibbs_sweeps=True)
+        gen = TwinGenerator(config=FAST, chunk_size=4096, sklearn_threads=None)
+        assert gen.tg.chunk_size == 4096 and gen.tg.sklearn_threads is None
+        assert gen.settings["chunk_size"] == 4096 and FAST.twin_generation.chunk_size != 4096
+
+    def test_bad_config_value_names_the_key(self):
+        data = get_config().model_dump(mode="json")
+        data["twin_generation"]["outcome_models"]["random_forest"]["n_jobs"] = 0
+        with pytest.raises(ConfigError, match=r"twin_generation\.outcome_models\.random_forest"):
+            config_from_mapping(data)
+        data = get_config().model_dump(mode="json")
+        data["twin_generation"]["copula"]["rho_limit"] = 1.0
+        with pytest.raises(
+            ConfigError, match=r"twin_generation.copula.rho_limit.*allowed range \(0.0, 1.0\)"
+        ):
+            config_from_mapping(data)
+
+
+# ==========================================================================================================
+LABELS = ("region", "specialty", "practice_type", "preferred_channel", "adoption_stage")
+
+
+@pytest.fixture(scope="module")
+def small_frame() -> pl.DataFrame:
+    frame = synthetic.hcp_training_frame(synthetic.hcp_world(1500, months=3, seed=31))
+    return frame.drop("prior_brand_share_as_of", "treated", strict=False)
+
+
+def _flavour(frame: pl.DataFrame, flavour: str):
+    if flavour == "categorical":
+        return frame.with_columns([pl.col(c).cast(pl.String).cast(pl.Categorical) for c in LABELS])
+    if flavour == "string":
+        return frame.with_columns([pl.col(c).cast(pl.String) for c in LABELS])
+    if flavour == "pandas_category":
+        return frame.to_pandas()  # Enum -> pandas category with the declared (ordered) categories
+    if flavour == "pandas_object":
+        return frame.with_columns([pl.col(c).cast(pl.String) for c in LABELS]).to_pandas()
+    return frame
+
+
+class TestCategoricalInputs:
+    """Issue 8, defect 5: every pandas/Polars categorical flavour trains, generates and reports."""
+
+    FEATURES = (
+        "decile",
+        "specialty",
+        "region",
+        "adoption_stage",
+        "digital_engagement_score",
+        "prior_brand_share",
+    )
+
+    def _train(self, data) -> TwinGenerator:
+        gen = TwinGenerator(config=_config(min_rows=500), permutation_repeats=1)
+        gen.train(data, "brand_share", feature_cols=list(self.FEATURES))
+        return gen
+
+    @pytest.mark.parametrize("flavour", ["enum", "categorical", "string", "pandas_category", "pandas_object"])
+    def test_each_flavour(self, small_frame, flavour):
+        data = _flavour(small_frame, flavour)
+        if flavour == "pandas_category":
+            assert str(data["adoption_stage"].dtype) == "category"
+        gen = self._train(data)
+        declared = small_frame["adoption_stage"].dtype.categories.to_list()
+        stage = gen.marginal("adoption_stage")
+        assert stage.kind == "categorical"
+        # Enum and pandas category keep the declared order; String and Categorical labels are sorted
+        expected = declared if flavour in ("enum", "pandas_category") else sorted(declared)
+        assert list(stage.levels) == expected
+        np.testing.assert_allclose(stage.probs.sum(), 1.0)
+        pop = gen.generate(2000, constraints={"region": {"west"}}, seed=5)
+        stages = pop.frame["adoption_stage"]
+        assert stages.dtype == pl.Enum and set(stages.cast(pl.String).unique().to_list()) == set(expected)
+        assert pop.frame["region"].cast(pl.String).unique().to_list() == ["west"]
+        rep = gen.quality_report(pop)
+        assert rep.marginal_metric["specialty"] == "tv" and 0.0 <= rep.max_correlation_difference < 1.0
+        # a reference of the same flavour as the training data is encoded against the fitted levels
+        full = gen.quality_report(gen.generate(4000, seed=6), reference=data)
+        assert full.max_frequency_difference["adoption_stage"] < 0.05
+
+    def test_flavours_agree(self, small_frame):
+        metrics = {f: self._train(_flavour(small_frame, f)).metrics for f in ("enum", "pandas_category")}
+        assert metrics["enum"].r2 == metrics["pandas_category"].r2  # same level codes, same model
+        sorted_metrics = [self._train(_flavour(small_frame, f)).metrics for f in ("categorical", "string")]
+        assert sorted_metrics[0].r2 == sorted_metrics[1].r2
 
 
 # ==========================================================================================================
