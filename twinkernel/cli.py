@@ -163,7 +163,24 @@ def format_notes(results: Sequence[SimulationResult]) -> str:
 
 
 def exit_code(results: Sequence[SimulationResult]) -> int:
-    """:data:`EXIT_FAILED` when any simulation did not complete, else :data:`EXIT_OK`."""
+    """The command's exit code for these results.
+
+    Parameters
+    ----------
+    results
+        The simulations the command ran.
+
+    Returns
+    -------
+    int
+        :data:`EXIT_FAILED` when any simulation did not complete (warnings alone are not a failure),
+        else :data:`EXIT_OK`.
+
+    Examples
+    --------
+    >>> exit_code([])
+    0
+    """
     return EXIT_FAILED if any(_failed(r) for r in results) else EXIT_OK
 
 
@@ -175,7 +192,28 @@ def _one_line(text: str) -> str:
 def load_cli_config(path: str | None) -> tuple[Path, TwinkernelConfig]:
     """The configuration the command uses, or a :class:`CliError` naming the file and what is wrong with it.
 
-    ``path`` comes from ``--config``; without it ``$TWINKERNEL_CONFIG`` or the packaged file is read.
+    Parameters
+    ----------
+    path
+        The ``--config`` option; ``None`` reads ``$TWINKERNEL_CONFIG`` or the packaged file.
+
+    Returns
+    -------
+    tuple of (Path, TwinkernelConfig)
+        The file read and its validated content.
+
+    Raises
+    ------
+    CliError
+        One line naming where the path came from (``--config``, ``$TWINKERNEL_CONFIG``), the file and the
+        rule it breaks (unreadable, not UTF-8, not YAML, not a mapping, a value out of range).
+
+    Examples
+    --------
+    >>> load_cli_config("/nonexistent/twinkernel.yaml")
+    Traceback (most recent call last):
+    ...
+    twinkernel.cli.CliError: --config: cannot read configuration file /nonexistent/twinkernel.yaml: ...
     """
     if path is not None:
         origin = "--config"
@@ -215,7 +253,16 @@ def _steps_text(steps: Mapping[str, float]) -> str:
 
 
 def min_history_hcps(config: TwinkernelConfig) -> int:
-    """The fewest synthetic HCPs whose training split still has ``twin_generation.min_training_rows`` rows."""
+    """The fewest synthetic HCPs whose training split still has ``twin_generation.min_training_rows`` rows.
+
+    The demo's training frame has one row per HCP; ``twin_generation.test_size`` of them are held out.
+
+    Examples
+    --------
+    >>> from twinkernel.config import load_config
+    >>> min_history_hcps(load_config())  # 1000 training rows after a 20 % validation split
+    1250
+    """
     gen = config.twin_generation
     return math.ceil(gen.min_training_rows / (1.0 - gen.test_size))
 
