@@ -29,6 +29,7 @@ from benchmarks.cases import (
     hcp_population,
     interleaved_times,
     logging_removed_engine,
+    one_thread,
     service_logging,
 )
 
@@ -104,6 +105,38 @@ class TimeBaselineLoop:
 
     def time_per_twin_loop(self, n: int, heterogeneity: bool) -> None:
         simulate_per_twin(self.twins, EMAIL, seed=SEED, calculate_heterogeneity=heterogeneity)
+
+
+class TrackSpeedup:
+    """The per-twin Python loop's median time over ``simulate``'s, side by side on one thread.
+
+    The same ratio the performance tests assert (``performance.min_speedup_10k`` / ``_50k`` in the
+    configuration); tracking it in asv shows a regression of the kernel against a fixed reference even
+    when the machine's speed changes between runs.
+    """
+
+    params = ([10_000, 50_000],)
+    param_names = ("n_twins",)
+    timeout = 300.0
+
+    def setup(self, n: int) -> None:
+        population = hcp_population(n)
+        self.engine = engine_for(population)
+        self.twins = twins_from_population(population.frame)
+        self.engine.simulate(EMAIL, seed=SEED)
+
+    def track_speedup_vs_per_twin_loop(self, n: int) -> float:
+        with one_thread():
+            times = interleaved_times(
+                {
+                    "loop": lambda: simulate_per_twin(self.twins, EMAIL, seed=SEED),
+                    "kernel": lambda: self.engine.simulate(EMAIL, seed=SEED),
+                },
+                5,
+            )
+        return float(np.median(times["loop"]) / np.median(times["kernel"]))
+
+    track_speedup_vs_per_twin_loop.unit = "x"  # type: ignore[attr-defined]
 
 
 class TimeDebugOverhead:

@@ -27,7 +27,7 @@ import polars as pl
 
 from twinkernel import InterventionConfig, SimulationEngine, SimulationResult, TwinPopulation
 from twinkernel import simulation_engine as _engine_module
-from twinkernel.config import TwinkernelConfig, get_config
+from twinkernel.config import PerformanceConfig, TwinkernelConfig, get_config
 from twinkernel.models import ADOPTION_STAGES
 
 __all__ = [
@@ -47,6 +47,8 @@ __all__ = [
     "hcp_population",
     "interleaved_times",
     "logging_removed_engine",
+    "one_thread",
+    "performance_limits",
     "service_logging",
 ]
 
@@ -234,6 +236,34 @@ def service_logging(level: int = logging.INFO) -> Iterator[logging.Logger]:
         log.setLevel(saved[0])
         log.propagate = saved[1]
         log.handlers = saved[2]
+
+
+def performance_limits(config: TwinkernelConfig | None = None) -> PerformanceConfig:
+    """The ``performance`` section of the configuration (the limits the performance tests assert)."""
+    limits = (config or get_config()).performance
+    if limits is None:
+        raise LookupError(
+            "the configuration has no `performance` section (see config/digital_twin_config.yaml)"
+        )
+    return limits
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run numba's parallel kernels on the calling thread only, for the duration of the block.
+
+    Speed ratios against a single-threaded reference (the per-twin loop, a NumPy pass) compare like with
+    like this way: on a loaded machine a 2-thread kernel waits for its slowest thread, a 1-thread
+    reference does not, and the ratio would measure the machine's load rather than the code.
+    """
+    import numba
+
+    saved = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(saved)
 
 
 def interleaved_times(calls: Mapping[str, Any], repeats: int) -> dict[str, np.ndarray]:

@@ -3,20 +3,57 @@
 ``twinkernel demo`` runs the main job on embedded defaults (no server needed): it builds a synthetic HCP
 world, trains a twin model on its history, generates a population of twins and simulates the six
 intervention types on it, printing one table.
+
+Exit codes: 0 when every simulation completed, 1 when one FAILED (the table says which and why), 2 for
+bad input (a one-line message naming the option or file and the rule, never a traceback), 130 on
+Ctrl-C and 141 (128 + SIGPIPE) when the reader of the output went away (``twinkernel config | head``).
+
+The command uses :mod:`argparse` (standard library): it already exits with code 2 and a one-line message
+for malformed options, and a library should not pull a CLI framework into every service that imports it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
 import time
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from . import __version__
-from .config import ConfigError, default_config_path, load_config
-from .models import InterventionConfig, SimulationResult
+from .config import ENV_CONFIG_PATH, ConfigError, TwinkernelConfig, default_config_path, load_config
+from .config import SimulationConfig as _SimulationConfig
+from .models import InterventionConfig, SimulationResult, SimulationStatus
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_BROKEN_PIPE",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "SIX_INTERVENTIONS",
+    "CliError",
+    "build_parser",
+    "exit_code",
+    "format_notes",
+    "format_table",
+    "main",
+    "report_results",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+SEED_LIMIT = 2**64  # the engine's seed range is [0, 2**64)
+CI_METHODS: tuple[str, ...] = typing.get_args(_SimulationConfig.model_fields["ci_method"].annotation)
 
 SIX_INTERVENTIONS: tuple[InterventionConfig, ...] = (
     InterventionConfig(intervention_type="email_campaign", channel="email", duration_weeks=8),
@@ -28,6 +65,10 @@ SIX_INTERVENTIONS: tuple[InterventionConfig, ...] = (
     InterventionConfig(intervention_type="peer_influence_activation", duration_weeks=8),
     InterventionConfig(intervention_type="digital_engagement", channel="digital", duration_weeks=8),
 )
+
+
+class CliError(Exception):
+    """Bad input to the command: printed as one line on stderr, exit code 2."""
 
 
 class _Progress:
@@ -50,21 +91,41 @@ class _Progress:
         return elapsed
 
 
+# --- output ------------------------------------------------------------------------------------------------
+def _failed(result: SimulationResult) -> bool:
+    return result.status != SimulationStatus.COMPLETED
+
+
+def _decision(result: SimulationResult) -> str:
+    """The table's ``rec.`` cell: the status when the simulation did not complete, else the recommendation."""
+    if _failed(result):
+        return result.status.value.upper()
+    recommendation = result.recommendation
+    return "-" if recommendation is None else recommendation.value.upper()
+
+
 def format_table(results: Sequence[SimulationResult]) -> str:
-    """One readable table of results (ATE, CI, recommendation, sample size, power, time)."""
+    """One readable table of results, followed by each intervention's warnings and failures.
+
+    Columns: intervention, twins, ATE, CI, recommendation (``FAILED`` when the simulation failed), sample
+    size per arm, power, milliseconds. A failed simulation has no estimate: its numeric cells are ``-``.
+    Below the table, :func:`format_notes` lists what the results warn about (nothing when they do not).
+    """
     header = ("intervention", "twins", "ATE", "CI", "rec.", "n / arm", "power", "ms")
     rows = []
     for r in results:
-        ci = f"[{r.simulated_ci_lower:+.4f}, {r.simulated_ci_upper:+.4f}]"
-        power = "-" if r.statistical_power is None else f"{r.statistical_power:.2f}"
+        failed = _failed(r)
+        ci = "-" if failed else f"[{r.simulated_ci_lower:+.4f}, {r.simulated_ci_upper:+.4f}]"
+        power = "-" if failed or r.statistical_power is None else f"{r.statistical_power:.2f}"
+        n_arm = "-" if failed or r.recommended_sample_size is None else f"{r.recommended_sample_size:,}"
         rows.append(
             (
                 r.intervention_config.intervention_type,
                 f"{r.twin_count:,}",
-                f"{r.simulated_ate:+.4f}",
+                "-" if failed else f"{r.simulated_ate:+.4f}",
                 ci,
-                r.recommendation.value.upper(),
-                "-" if r.recommended_sample_size is None else f"{r.recommended_sample_size:,}",
+                _decision(r),
+                n_arm,
                 power,
                 f"{r.execution_time_ms:.1f}",
             )
@@ -76,24 +137,162 @@ def format_table(results: Sequence[SimulationResult]) -> str:
         return "  ".join(
             c.rjust(w) if i in right else c.ljust(w)
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
+        ).rstrip()
 
     out = [line(header), line(["-" * w for w in widths])]
     out.extend(line(row) for row in rows)
+    notes = format_notes(results)
+    if notes:
+        out.extend(["", notes])
     return "\n".join(out)
+
+
+def format_notes(results: Sequence[SimulationResult]) -> str:
+    """Per intervention: why it failed, its warnings and its fidelity warning; ``""`` when there are none."""
+    lines: list[str] = []
+    for r in results:
+        name = r.intervention_config.intervention_type
+        notes: list[str] = []
+        if _failed(r):
+            notes.append(f"{r.status.value.upper()}: {r.error_message or 'no message'}")
+        notes.extend(f"warning: {w}" for w in r.warnings)
+        if r.fidelity_warning:
+            notes.append(f"fidelity warning: {r.fidelity_warning_reason or 'model fidelity is low'}")
+        lines.extend(f"  {name}: {note}" for note in notes)
+    return "\n".join(["notes:", *lines]) if lines else ""
+
+
+def exit_code(results: Sequence[SimulationResult]) -> int:
+    """The command's exit code for these results.
+
+    Parameters
+    ----------
+    results
+        The simulations the command ran.
+
+    Returns
+    -------
+    int
+        :data:`EXIT_FAILED` when any simulation did not complete (warnings alone are not a failure),
+        else :data:`EXIT_OK`.
+
+    Examples
+    --------
+    >>> exit_code([])
+    0
+    """
+    return EXIT_FAILED if any(_failed(r) for r in results) else EXIT_OK
+
+
+# --- configuration -----------------------------------------------------------------------------------------
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def load_cli_config(path: str | None) -> tuple[Path, TwinkernelConfig]:
+    """The configuration the command uses, or a :class:`CliError` naming the file and what is wrong with it.
+
+    Parameters
+    ----------
+    path
+        The ``--config`` option; ``None`` reads ``$TWINKERNEL_CONFIG`` or the packaged file.
+
+    Returns
+    -------
+    tuple of (Path, TwinkernelConfig)
+        The file read and its validated content.
+
+    Raises
+    ------
+    CliError
+        One line naming where the path came from (``--config``, ``$TWINKERNEL_CONFIG``), the file and the
+        rule it breaks (unreadable, not UTF-8, not YAML, not a mapping, a value out of range).
+
+    Examples
+    --------
+    >>> load_cli_config("/nonexistent/twinkernel.yaml")
+    Traceback (most recent call last):
+    ...
+    twinkernel.cli.CliError: --config: cannot read configuration file /nonexistent/twinkernel.yaml: ...
+    """
+    if path is not None:
+        origin = "--config"
+    elif os.environ.get(ENV_CONFIG_PATH):
+        origin = f"${ENV_CONFIG_PATH}"
+    else:
+        origin = "packaged configuration"
+    p = Path(path) if path is not None else default_config_path()
+    try:
+        return p, load_config(p)
+    except ConfigError as exc:
+        raise CliError(f"{origin}: {_one_line(str(exc))}") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(
+            f"{origin}: configuration file {p} must be UTF-8 YAML text; byte {exc.start} is not UTF-8 "
+            "(a binary file?)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{origin}: cannot read configuration file {p}: {_one_line(str(exc))}") from None
+
+
+# --- demo --------------------------------------------------------------------------------------------------
+def _kernel_compiler() -> Callable[[], Mapping[str, float]] | None:
+    """``twinkernel.compile`` (compile every kernel up front, seconds per step), or None before it exists."""
+    try:
+        from twinkernel.warmup import (  # type: ignore[import-not-found, unused-ignore]
+            compile as compile_kernels,
+        )
+    except ImportError:
+        return None
+    return typing.cast(Callable[[], Mapping[str, float]], compile_kernels)
+
+
+def _steps_text(steps: Mapping[str, float]) -> str:
+    shown = ", ".join(f"{name} {float(seconds):.2f} s" for name, seconds in steps.items())
+    return f"({shown})" if shown else ""
+
+
+def min_history_hcps(config: TwinkernelConfig) -> int:
+    """The fewest synthetic HCPs whose training split still has ``twin_generation.min_training_rows`` rows.
+
+    The demo's training frame has one row per HCP; ``twin_generation.test_size`` of them are held out.
+
+    Examples
+    --------
+    >>> from twinkernel.config import load_config
+    >>> min_history_hcps(load_config())  # 1000 training rows after a 20 % validation split
+    1250
+    """
+    gen = config.twin_generation
+    return math.ceil(gen.min_training_rows / (1.0 - gen.test_size))
 
 
 def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
+    _, config = load_cli_config(args.config)
+    needed = min_history_hcps(config)
+    if args.history_hcps < needed:
+        gen = config.twin_generation
+        raise CliError(
+            f"--history-hcps must be at least {needed:,} (twin_generation.min_training_rows = "
+            f"{gen.min_training_rows:,} training rows after the {gen.test_size:.0%} validation split); "
+            f"got {args.history_hcps:,}"
+        )
+
     from . import synthetic
     from .simulation_engine import SimulationEngine
     from .twin_generator import TwinGenerator
 
-    config = load_config(args.config) if args.config else load_config()
     progress = _Progress(err, args.quiet)
     if not args.quiet:
         print(f"twinkernel {__version__} demo: {args.twins:,} HCP twins, seed {args.seed}", file=err)
+
+    compile_kernels = _kernel_compiler()
+    if compile_kernels is not None:
+        progress.start("compile kernels (first run after install; later runs load numba's disk cache)")
+        steps = compile_kernels()
+        progress.done(_steps_text(steps))
 
     progress.start(f"building a synthetic HCP world ({args.history_hcps:,} HCPs x {args.months} months)")
     world = synthetic.hcp_world(args.history_hcps, months=args.months, seed=args.seed)
@@ -102,7 +301,13 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
 
     progress.start("training the twin model (leakage-safe, time-ordered validation)")
     generator = TwinGenerator("hcp", brand=args.brand, config=config)
-    metrics = generator.train(training, target_col=world.outcome_col, time_col="month")
+    try:
+        metrics = generator.train(training, target_col=world.outcome_col, time_col="month")
+    except ValueError as exc:  # every input of this step comes from the options
+        raise CliError(
+            f"--history-hcps {args.history_hcps:,} / --months {args.months}: cannot train: "
+            f"{_one_line(str(exc))}"
+        ) from None
     progress.done(f"(validation R² {metrics.r2:.3f}, RMSE {metrics.rmse:.4f})")
 
     progress.start(f"generating {args.twins:,} twins")
@@ -113,7 +318,10 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
     progress.done(f"(largest correlation difference {report.max_correlation_difference:.3f})")
 
     engine = SimulationEngine(population, config=config)
-    engine.simulate(SIX_INTERVENTIONS[0], seed=args.seed, use_cache=False)  # JIT warm-up (cached on disk)
+    if compile_kernels is None:  # before twinkernel.compile(): the first simulate compiles the kernels
+        progress.start("compile kernels (first simulate; later runs load numba's disk cache)")
+        engine.simulate(SIX_INTERVENTIONS[0], seed=args.seed, use_cache=False)
+        progress.done()
     progress.start("simulating six interventions")
     results = [
         engine.simulate(ic, seed=args.seed, ci_method=args.ci_method, use_cache=False)
@@ -121,8 +329,13 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
     ]
     progress.done()
 
-    if args.json:
-        json.dump([json.loads(r.model_dump_json()) for r in results], out, indent=2)
+    return report_results(results, args.json, out, err)
+
+
+def report_results(results: Sequence[SimulationResult], as_json: bool, out: TextIO, err: TextIO) -> int:
+    """Print the results (table and notes, or JSON) and return the exit code (:func:`exit_code`)."""
+    if as_json:
+        json.dump([r.model_dump(mode="json") for r in results], out, indent=2)
         out.write("\n")
     else:
         print(file=out)
@@ -133,18 +346,34 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
             f"{results[0].effect_provenance}; n / arm = sample size per arm for the real A/B test.",
             file=out,
         )
-    return 0
+    code = exit_code(results)
+    if code != EXIT_OK:
+        failed = sum(_failed(r) for r in results)
+        print(f"twinkernel: {failed} of {len(results)} simulations FAILED (see the notes)", file=err)
+    return code
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
-    return value
+# --- arguments ---------------------------------------------------------------------------------------------
+def _int_in(low: int, high: int | None, rule: str) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high)`` (no upper bound when ``high`` is None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rule}; got {text!r}") from None
+        if value < low or (high is not None and value >= high):
+            raise argparse.ArgumentTypeError(f"must be {rule}; got {text}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_in(1, None, "a positive integer")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="twinkernel", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="twinkernel", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"twinkernel {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -156,50 +385,73 @@ def build_parser() -> argparse.ArgumentParser:
         "--history-hcps",
         type=_positive_int,
         default=20_000,
-        help="HCPs in the synthetic training world (20 000)",
+        help="HCPs in the synthetic training world (20 000; at least enough for "
+        "twin_generation.min_training_rows training rows)",
     )
-    demo.add_argument("--months", type=_positive_int, default=12, help="months of history (12)")
-    demo.add_argument("--seed", type=int, default=42, help="seed for everything (42)")
+    demo.add_argument(
+        "--months",
+        type=_int_in(2, None, "an integer >= 2 (the target month needs an earlier month of history)"),
+        default=12,
+        help="months of history (12)",
+    )
+    demo.add_argument(
+        "--seed", type=_int_in(0, SEED_LIMIT, "an integer in [0, 2**64)"), default=42, help="seed (42)"
+    )
     demo.add_argument("--brand", default="Kisqali")
     demo.add_argument(
-        "--ci-method",
-        default=None,
-        choices=("analytic", "percentile", "basic", "bca"),
-        help="interval method (default from the config)",
+        "--ci-method", default=None, choices=CI_METHODS, help="interval method (default from the config)"
     )
     demo.add_argument(
-        "--config", default=None, help="configuration file (default: $TWINKERNEL_CONFIG or packaged)"
+        "--config", default=None, help=f"configuration file (default: ${ENV_CONFIG_PATH} or packaged)"
     )
     demo.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     demo.add_argument("--quiet", action="store_true", help="no progress on stderr")
     demo.set_defaults(func=run_demo)
 
     cfg = sub.add_parser("config", help="validate and show the configuration file in use")
-    cfg.add_argument("--config", default=None)
+    cfg.add_argument(
+        "--config", default=None, help=f"configuration file (default: ${ENV_CONFIG_PATH} or packaged)"
+    )
     cfg.set_defaults(func=run_config)
     return parser
 
 
 def run_config(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    path = args.config or default_config_path()
-    cfg = load_config(path)
+    path, cfg = load_cli_config(args.config)
     print(f"{path}: valid", file=out)
     print(json.dumps(cfg.model_dump(mode="json"), indent=2), file=out)
-    return 0
+    return EXIT_OK
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise on a closed pipe again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (tests' capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit code (see the module docstring)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         return int(args.func(args))
-    except ConfigError as exc:
-        print(f"twinkernel: {exc}", file=sys.stderr)
-        return 2
+    except CliError as exc:
+        print(f"twinkernel: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # the reader went away (`twinkernel config | head`): stop quietly
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:  # pragma: no cover
         print("twinkernel: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

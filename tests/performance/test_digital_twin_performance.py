@@ -1,8 +1,12 @@
 """Load tests for large twin populations (plan phase 3.1) and the speed comparisons of issue 2.
 
-These are benchmarks, not timed tests: every test asserts what was computed (ATE within Monte-Carlo error
-of the NumPy reference, twin counts, status) and compares speeds only as ratios measured side by side in
-this process. Absolute budgets are the plan's timeouts. Cases come from :mod:`benchmarks.cases`.
+These are benchmarks, not timed tests: no test compares a duration with a fixed number of seconds. Every
+test asserts what was computed (ATE within Monte-Carlo error of the NumPy reference, twin counts, status),
+records its timings with pytest-benchmark, and checks speed only as a ratio against a reference measured
+side by side in the same test (the original per-twin Python loop, one-twin-at-a-time generation, smaller
+sizes, the same engine with its logging code removed). Ratios are measured with numba on one thread
+(:func:`benchmarks.cases.one_thread`) so a loaded machine slows both sides alike. The limits come from
+the configuration's ``performance`` section; cases from :mod:`benchmarks.cases`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import polars as pl
 import pytest
 
 from benchmarks.baseline import simulate_per_twin, twins_from_population
+from benchmarks.bench_generator import per_twin_rate, trained
 from benchmarks.cases import (
     EMAIL,
     SIX_INTERVENTIONS,
@@ -26,6 +31,8 @@ from benchmarks.cases import (
     hcp_population,
     interleaved_times,
     logging_removed_engine,
+    one_thread,
+    performance_limits,
     service_logging,
 )
 from twinkernel import SimulationEngine, SimulationResult, SimulationStatus, TwinPopulation
@@ -33,7 +40,9 @@ from twinkernel import SimulationEngine, SimulationResult, SimulationStatus, Twi
 pytestmark = [pytest.mark.xdist_group(name="digital_twin_performance")]
 
 SEED = 7
-MB = 2**20
+MB = 10**6  # the configuration's memory limits are in MB
+GENERATOR_TRAINING_HCPS = 3_000  # a small synthetic world: generate() is timed, not training
+PER_TWIN_GENERATED = 20  # twins generated one at a time for the generation ratio (about 0.1 s each)
 
 
 def check_simulation(
@@ -81,37 +90,86 @@ def _simulate_benchmark(benchmark: Any, n: int, rounds: int, heterogeneity: bool
     return result
 
 
+def speedup_vs_per_twin_loop(population: TwinPopulation, rounds: int) -> dict[str, float]:
+    """Medians (ms) of the per-twin Python loop and of ``simulate`` on the same twins, and their ratio.
+
+    Both run on one thread, interleaved round by round in this process; the loop's ATE is checked
+    against the NumPy reference first (the two compute the same quantity).
+    """
+    engine = engine_for(population)
+    twins = twins_from_population(population.frame)
+    baseline = simulate_per_twin(twins, EMAIL, seed=SEED)
+    expected = expected_ate(population, EMAIL)
+    assert baseline.twin_count == population.n
+    assert abs(baseline.ate - expected.ate) < 5.0 * expected.mc_se
+    with one_thread():
+        engine.simulate(EMAIL, seed=SEED)
+        times = interleaved_times(
+            {
+                "loop": lambda: simulate_per_twin(twins, EMAIL, seed=SEED),
+                "kernel": lambda: engine.simulate(EMAIL, seed=SEED),
+            },
+            rounds,
+        )
+    loop_ms = float(np.median(times["loop"]) * 1e3)
+    kernel_ms = float(np.median(times["kernel"]) * 1e3)
+    return {"loop_ms": loop_ms, "kernel_ms": kernel_ms, "speedup": loop_ms / kernel_ms}
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(30)
 def test_10k_twins_simulation(benchmark: Any) -> None:
-    """10 000 twins: completes with the expected ATE, traced memory of a call far below the plan's 512 MB."""
+    """10 000 twins: the expected ATE, faster than the per-twin loop by the configured ratio, traced memory
+    of a call under the plan's limit."""
+    limits = performance_limits()
     _simulate_benchmark(benchmark, 10_000, rounds=50)
-    engine = engine_for(hcp_population(10_000))
+    population = hcp_population(10_000)
+    ratio = speedup_vs_per_twin_loop(population, rounds=7)
+    benchmark.extra_info.update(ratio)
+    print(f"\n10k twins, one thread: {ratio}")
+    assert ratio["speedup"] >= limits.min_speedup_10k
+    engine = engine_for(population)
     result, peak = _traced_peak(lambda: engine.simulate(SPEAKER, seed=SEED))
-    check_simulation(result, engine.population, 10_000, True)
-    assert peak < 512 * MB
+    check_simulation(result, population, 10_000, True)
     benchmark.extra_info["traced_peak_mb"] = peak / MB
+    assert peak < limits.simulate_traced_peak_mb_10k * MB
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
 def test_50k_twins_simulation(benchmark: Any) -> None:
-    """50 000 twins with heterogeneity (issue 2's headline case); all six types give their expected ATE."""
+    """50 000 twins with heterogeneity (issue 2's headline case): all six types give their expected ATE,
+    faster than the per-twin loop by the configured ratio, traced memory under the plan's limit."""
+    limits = performance_limits()
     _simulate_benchmark(benchmark, 50_000, rounds=30)
-    engine = engine_for(hcp_population(50_000))
+    population = hcp_population(50_000)
+    engine = engine_for(population)
     for config in SIX_INTERVENTIONS.values():
-        check_simulation(engine.simulate(config, seed=SEED), engine.population, 50_000, True)
+        check_simulation(engine.simulate(config, seed=SEED), population, 50_000, True)
+    ratio = speedup_vs_per_twin_loop(population, rounds=5)
+    benchmark.extra_info.update(ratio)
+    print(f"\n50k twins, one thread: {ratio}")
+    assert ratio["speedup"] >= limits.min_speedup_50k
     result, peak = _traced_peak(lambda: engine.simulate(EMAIL, seed=SEED))
     assert result.twin_count == 50_000
-    assert peak < 2048 * MB
+    benchmark.extra_info["traced_peak_mb"] = peak / MB
+    assert peak < limits.simulate_traced_peak_mb_50k * MB
+
+
+@pytest.fixture(scope="module")
+def generator() -> Any:
+    """A twin generator trained on a small seeded synthetic world, kernels compiled (memoised)."""
+    return trained(GENERATOR_TRAINING_HCPS)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_100k_twins_generation(benchmark: Any) -> None:
-    """Building 100 000 seeded twins (the registry builder until the twin generator replaces it)."""
+def test_100k_twins_generation(benchmark: Any, generator: Any) -> None:
+    """``TwinGenerator.generate(100_000)`` (copula draws and outcome prediction) is what is timed.
+
+    The population is complete and seeded; one-twin-at-a-time generation with the same model, measured
+    in the same test, is slower by at least the configured ratio.
+    """
+    limits = performance_limits()
     population = benchmark.pedantic(
-        hcp_population, args=(100_000,), kwargs={"seed": 3, "cached": False}, rounds=3, iterations=1
+        generator.generate, args=(100_000,), kwargs={"seed": 3}, rounds=3, iterations=1
     )
     assert population.n == 100_000
     frame = population.frame
@@ -120,43 +178,56 @@ def test_100k_twins_generation(benchmark: Any) -> None:
     for name in ("specialty", "region", "preferred_channel", "adoption_stage"):
         assert frame[name].dtype == pl.Enum
     assert frame["adoption_stage"].n_unique() == 5
+    assert frame.null_count().sum_horizontal().item() == 0
     assert not population.has_defaults
-    assert population.fingerprint() == hcp_population(100_000, seed=3, cached=False).fingerprint()
-    assert population.fingerprint() != hcp_population(100_000, seed=4, cached=False).fingerprint()
+    assert population.fingerprint() == generator.generate(100_000, seed=3).fingerprint()
+    assert population.fingerprint() != generator.generate(100_000, seed=4).fingerprint()
+    with one_thread():
+        seconds = interleaved_times({"generate": lambda: generator.generate(100_000, seed=5)}, 3)
+        per_twin_per_second = per_twin_rate(generator, PER_TWIN_GENERATED)
+    batched_per_second = 100_000 / float(np.median(seconds["generate"]))
+    speedup = batched_per_second / per_twin_per_second
+    benchmark.extra_info.update(
+        batched_per_second=batched_per_second, per_twin_per_second=per_twin_per_second, speedup=speedup
+    )
+    print(
+        f"\ngenerate: {batched_per_second:,.0f} twins/s batched vs {per_twin_per_second:,.1f} one at a time"
+    )
+    assert speedup >= limits.min_generation_speedup
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
 def test_scaling_behavior(benchmark: Any) -> None:
-    """1 K → 50 K twins: per-call time grows at most linearly (log-log slope ≤ 1.15, ratio ≤ 50 × 1.5).
+    """1 K → 50 K twins: per-call time grows at most linearly (log-log slope within the configured limit).
 
-    All sizes are timed interleaved in one process (medians of 15 calls each); a fixed per-call cost makes
-    small sizes relatively expensive, so the slope is usually well below 1.
+    All sizes are timed interleaved on one thread in one process (medians of 15 calls each); a fixed
+    per-call cost makes small sizes relatively expensive, so the slope is usually well below 1.
     """
+    limits = performance_limits()
     sizes = [1_000, 5_000, 10_000, 50_000]
     engines = {n: engine_for(hcp_population(n)) for n in sizes}
     for n, engine in engines.items():
         check_simulation(engine.simulate(EMAIL, seed=SEED), engine.population, n, True)
 
     def sweep() -> dict[int, float]:
-        times = interleaved_times(
-            {str(n): (lambda e=e: e.simulate(EMAIL, seed=SEED)) for n, e in engines.items()}, 15
-        )
+        with one_thread():
+            times = interleaved_times(
+                {str(n): (lambda e=e: e.simulate(EMAIL, seed=SEED)) for n, e in engines.items()}, 15
+            )
         return {n: float(np.median(times[str(n)])) for n in sizes}
 
     medians = benchmark.pedantic(sweep, rounds=1, iterations=1)
     slope = float(np.polyfit(np.log(sizes), np.log([medians[n] for n in sizes]), 1)[0])
-    ratio = medians[50_000] / medians[1_000]
+    ratio = medians[sizes[-1]] / medians[sizes[0]]
     benchmark.extra_info.update(
         median_ms={n: t * 1e3 for n, t in medians.items()}, loglog_slope=slope, ratio_50k_1k=ratio
     )
     print(f"\nscaling: median ms { ({n: round(t * 1e3, 3) for n, t in medians.items()}) }, slope {slope:.2f}")
-    assert ratio < 50 * 1.5
-    assert slope < 1.15
+    assert slope <= limits.max_scaling_slope
+    assert ratio <= (sizes[-1] / sizes[0]) ** limits.max_scaling_slope
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
 def test_10m_twins_simulation(benchmark: Any) -> None:
     """10 000 000 twins with heterogeneity (target: under 1 s on 2 cores; see docs/performance.md)."""
     population = hcp_population(10_000_000, cached=False)  # not kept in the memo after the test
@@ -175,38 +246,42 @@ def test_10m_twins_simulation(benchmark: Any) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
 def test_debug_off_overhead() -> None:
-    """With DEBUG off, the logging code costs under 1 ms per 50 000-twin simulation.
+    """With DEBUG off, the logging code costs a small fraction of a 50 000-twin simulation.
 
     The shipped engine and :class:`~benchmarks.cases.LoggingRemovedEngine` (same computation, logging
-    code removed) run interleaved on the same population; the median of the paired differences is the
-    overhead. INFO is on with a discarding handler, as in a service.
+    code removed) run interleaved on one thread on the same population; the median of the paired
+    differences, relative to the logging-removed call's median, is the overhead (issue 2's target is
+    under 1 ms per call, measured about 0.05 ms of 3 ms). INFO is on with a discarding handler, as in a
+    service.
     """
+    limits = performance_limits()
     population = hcp_population(50_000)
     engines = {"engine": engine_for(population), "removed": logging_removed_engine(population)}
-    with service_logging():
+    with service_logging(), one_thread():
         results = {name: e.simulate(EMAIL, seed=SEED) for name, e in engines.items()}
         times = interleaved_times(
             {name: (lambda e=e: e.simulate(EMAIL, seed=SEED)) for name, e in engines.items()}, 201
         )
     assert results["engine"].simulated_ate == results["removed"].simulated_ate
     check_simulation(results["engine"], population, 50_000, True)
-    overhead_ms = float(np.median(times["engine"] - times["removed"]) * 1e3)
+    overhead = float(np.median(times["engine"] - times["removed"]))
+    fraction = overhead / float(np.median(times["removed"]))
     medians = {name: float(np.median(t) * 1e3) for name, t in times.items()}
-    print(f"\nDEBUG-off: median ms {medians}, overhead {overhead_ms:.4f} ms")
-    assert abs(overhead_ms) < 1.0
+    print(f"\nDEBUG-off: median ms {medians}, overhead {overhead * 1e3:.4f} ms ({fraction:.1%})")
+    assert abs(fraction) <= limits.max_debug_overhead_fraction
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
 def test_per_twin_baseline_vs_kernel(benchmark: Any) -> None:
     """The original per-twin Python loop vs the kernel at 50 000 twins, in the same run.
 
-    Both compute the same expected ATE (they agree within Monte-Carlo error); the kernel must be at least
-    10 times faster (measured on a quiet machine: about 90×; the issue's targets are ~0.6 s vs < 10 ms;
-    the bound leaves room for a loaded shared machine, where 2-thread kernels stall).
+    Both compute the same expected ATE (they agree within Monte-Carlo error and give the same segment
+    sizes); the loop is recorded by pytest-benchmark and the kernel must be faster by the configured
+    ratio, both measured on one thread (quiet machine: about 80x; the issue's targets are ~0.6 s vs
+    < 10 ms).
     """
+    limits = performance_limits()
     n = 50_000
     population = hcp_population(n)
     engine = engine_for(population)
@@ -215,32 +290,19 @@ def test_per_twin_baseline_vs_kernel(benchmark: Any) -> None:
     baseline_result = benchmark.pedantic(
         simulate_per_twin, args=(twins, EMAIL), kwargs={"seed": SEED}, rounds=3, iterations=1
     )
-
-    # Side by side: each round times one baseline call and 7 kernel calls (kernel spikes on a shared
-    # machine are short; medians over more kernel calls are robust).
-    def baseline_call() -> None:
-        simulate_per_twin(twins, EMAIL, seed=SEED)
-
-    def kernel_call() -> None:
-        engine.simulate(EMAIL, seed=SEED)
-
-    baseline_times: list[float] = []
-    kernel_times: list[float] = []
-    for _ in range(3):
-        baseline_times.extend(interleaved_times({"baseline": baseline_call}, 1)["baseline"])
-        kernel_times.extend(interleaved_times({"kernel": kernel_call}, 7)["kernel"])
     expected = expected_ate(population, EMAIL)
     assert baseline_result.twin_count == kernel_result.twin_count == n
     assert abs(baseline_result.ate - expected.ate) < 5.0 * expected.mc_se
     assert abs(baseline_result.ate - kernel_result.simulated_ate) < 5.0 * math.sqrt(2.0) * expected.mc_se
     for label, seg in baseline_result.segments["decile"].items():
         assert seg["n"] == kernel_result.effect_heterogeneity.by_decile[label]["n"]
-    kernel_ms = float(np.median(kernel_times) * 1e3)
-    baseline_ms = float(np.median(baseline_times) * 1e3)
-    ratio = baseline_ms / kernel_ms
-    benchmark.extra_info.update(baseline_ms=baseline_ms, kernel_ms=kernel_ms, speedup=ratio)
-    print(f"\nper-twin loop {baseline_ms:.1f} ms vs kernel {kernel_ms:.2f} ms at {n} twins: {ratio:.0f}x")
-    assert ratio > 10.0
+    ratio = speedup_vs_per_twin_loop(population, rounds=3)
+    benchmark.extra_info.update(ratio)
+    print(
+        f"\nper-twin loop {ratio['loop_ms']:.1f} ms vs kernel {ratio['kernel_ms']:.2f} ms: "
+        f"{ratio['speedup']:.0f}x"
+    )
+    assert ratio["speedup"] >= limits.min_speedup_50k
 
 
 def test_engine_variants_agree() -> None:
