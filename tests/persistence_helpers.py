@@ -98,7 +98,7 @@ def trained_generator() -> tuple[Any, Any, str]:
     from twinkernel import TwinGenerator, synthetic
     from twinkernel.lineage import data_fingerprint
 
-    frame = synthetic.hcp_training_frame(synthetic.hcp_world(1200, months=3, seed=0))
+    frame = synthetic.hcp_training_frame(synthetic.hcp_world(1300, months=3, seed=0))
     gen = TwinGenerator("hcp", "Kisqali", permutation_repeats=1)
     metrics = gen.train(frame, "brand_share", time_col="month", algorithm="gradient_boosting")
     return gen, metrics, data_fingerprint(frame)
