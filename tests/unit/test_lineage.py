@@ -43,6 +43,7 @@ def logged(store: Path):
 
 def test_default_tracking_store_is_sqlite_in_the_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("TWINKERNEL_HOME", str(tmp_path))
     assert LineageTracker(data_dir=tmp_path).tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
     assert LineageTracker(data_dir=tmp_path).tracking_uri == "http://mlflow.example:5000"

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.persistence_helpers import MODEL_ID, config_with, fresh_results, result_template
-from twinkernel import InterventionConfig, SimulationEngine
+from twinkernel import ConfigError, InterventionConfig, SimulationEngine, get_config
 from twinkernel.models import SimulationStatus
 from twinkernel.repository import (
     SCHEMA_VERSION,
@@ -114,8 +114,16 @@ def test_database_url_env_and_postgres_driver(monkeypatch: pytest.MonkeyPatch, t
     assert normalise_url("postgresql+psycopg://h/db") == "postgresql+psycopg://h/db"
 
 
+def test_bad_repository_setting_names_its_key():
+    with pytest.raises(ConfigError, match=r"repository\.retry_interval_seconds: .*got -1\.0.*allowed range"):
+        config_with(retry_interval_seconds=-1.0)
+    with pytest.raises(ConfigError, match=r"repository\.lineage\.http_max_retries: .*got 'many'"):
+        config_with(lineage={**get_config().repository.lineage.model_dump(), "http_max_retries": "many"})
+
+
 def test_repository_from_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.delenv("TWINKERNEL_DATABASE_URL", raising=False)
+    monkeypatch.delenv("TWINKERNEL_HOME", raising=False)
     assert repository_from_config(config_with(enabled=False)) is None
     repo = repository_from_config(config_with(enabled=True, data_dir=str(tmp_path)))
     assert isinstance(repo, TwinRepository)
