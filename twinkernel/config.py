@@ -217,7 +217,7 @@ class LineageConfig(_Section):
 
 
 class RepositoryConfig(_Section):
-    """Where results, models, jobs and experiments are stored (``repository``): see ``docs/persistence.md``."""
+    """Where results, models, jobs and experiments are stored (``repository``); see docs/persistence.md."""
 
     enabled: bool
     url: str | None = None

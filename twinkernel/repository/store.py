@@ -326,7 +326,8 @@ class TwinRepository:
                 if is_unavailable(exc):
                     self._mark_down(exc)
                 return 0
-            self._mark_up()
+            if n:  # an empty outbox never touched the database: that says nothing about an outage
+                self._mark_up()
             return n
 
     def _replay(self) -> int:
