@@ -309,10 +309,35 @@ class FidelityConfig(_Section):
 
 
 # --- repository, cache, retraining, observability ----------------------------------------------------------
+class LineageConfig(_Section):
+    """MLflow lineage (``repository.lineage``): see ``docs/persistence.md``."""
+
+    enabled: bool
+    log_simulations: bool
+    experiment_name: str = Field(min_length=1)
+    registered_model_name: str = Field(min_length=1)
+    champion_alias: str = Field(min_length=1)
+    http_timeout_seconds: int = Field(ge=1, le=600)
+    http_max_retries: int = Field(ge=0, le=20)
+    reachability_timeout_seconds: float = Field(gt=0.0, le=60.0)
+    retry_interval_seconds: float = Field(ge=0.0, le=86_400.0)
+
+
 class RepositoryConfig(_Section):
+    """Where results, models, jobs and experiments are stored (``repository``); see docs/persistence.md."""
+
+    enabled: bool
     url: str | None = None
-    data_dir: str = ".twinkernel"
+    data_dir: str | None = None
+    sqlite_filename: str = Field(min_length=1)
+    outbox_filename: str = Field(min_length=1)
     mlflow_tracking_uri: str | None = None
+    connect_timeout_seconds: int = Field(ge=1, le=600)
+    sqlite_busy_timeout_seconds: float = Field(gt=0.0, le=600.0)
+    retry_interval_seconds: float = Field(ge=0.0, le=86_400.0)
+    write_batch_size: int = Field(ge=1, le=1_000_000)
+    pool_size: int = Field(ge=1, le=1000)
+    lineage: LineageConfig
 
 
 class SimulationCacheSection(_Section):
