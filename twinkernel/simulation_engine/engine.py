@@ -417,6 +417,7 @@ class SimulationEngine:
             c.peer,
             c.propensity,
             c.baseline,
+            c.twin_key,
             sel.index if use_index else _EMPTY_INDEX,
             use_index,
             p.params,

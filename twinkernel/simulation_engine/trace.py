@@ -36,6 +36,7 @@ def modifier_trace(
         c.tier,
         c.peer,
         c.propensity,
+        c.twin_key,
         index,
         True,
         p.params,
