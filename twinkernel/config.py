@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
+    "CalibrationConfig",
     "ConfigError",
     "TwinkernelConfig",
     "default_config_path",
@@ -237,6 +238,17 @@ class AutoRetrainingConfig(_Section):
     notification_webhook: str | None = None
 
 
+# --- calibration (learning from real experiments) ---------------------------------------------------------
+class CalibrationConfig(_Section):
+    """Random-effects calibration of the effect model from real experiments (see ``docs/calibration.md``)."""
+
+    half_life_days: float = Field(gt=0.0, le=36_500.0)
+    tau_upper_factor: float = Field(gt=0.0, le=1_000.0)
+    reml_xatol: float = Field(gt=0.0, le=1.0)
+    reml_max_iterations: int = Field(ge=10, le=100_000)
+    min_probability: float = Field(gt=0.5, lt=1.0)
+
+
 class ObservabilityConfig(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -250,6 +262,7 @@ class TwinkernelConfig(_Section):
     repository: RepositoryConfig
     simulation_cache: SimulationCacheSection
     auto_retraining: AutoRetrainingConfig
+    calibration: CalibrationConfig
     observability: ObservabilityConfig
     source: str | None = Field(default=None, exclude=True)
 
