@@ -246,6 +246,7 @@ class CalibrationConfig(_Section):
     tau_upper_factor: float = Field(gt=0.0, le=1_000.0)
     reml_xatol: float = Field(gt=0.0, le=1.0)
     reml_max_iterations: int = Field(ge=10, le=100_000)
+    reml_grid_points: int = Field(ge=4, le=100_000)
     min_probability: float = Field(gt=0.5, lt=1.0)
 
 
