@@ -324,9 +324,9 @@ def test_t_prediction_intervals_cover_held_out_experiments():
     hits = 0
     for _ in range(reps):
         k = rng.uniform(-1.0, 2.0)  # true factor, far from the prior for some types
-        tau = rng.choice([0.0, 0.003, 0.008])
+        tau = rng.choice([0.0, 0.005, 0.01])
         mu = rng.uniform(0.02, 0.12, J + 1)
-        m = rng.integers(500, 5000, J + 1).astype(float)
+        m = rng.integers(1000, 20000, J + 1).astype(float)
         se = np.sqrt(2 * outcome_var / m)
         y = k * mu + tau * rng.standard_normal(J + 1) + se * rng.standard_normal(J + 1)
         cal = C.calibrate_type("t", mu[:J], y[:J], se[:J], np.zeros(J))
