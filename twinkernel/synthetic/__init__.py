@@ -17,6 +17,10 @@ The HCP outcome is ``brand_share``, the share of an HCP's target patients on the
                  + trend * month_index + seasonality * sin(2 pi month_index / 12) + hidden_hcp_effect)
     brand_share = mu + realised intervention effect (if treated that month) + Normal(0, noise_sd)
 
+:func:`run_experiment` runs a randomised test inside a world (its ground truth for calibration);
+``hcp_world(..., true_effect_factors=...)`` builds a world whose true base effects are given multiples of the
+configuration's priors.
+
 Deciles follow the commercial convention: decile 10 holds the HCPs with the largest patient volume.
 """
 
@@ -30,6 +34,7 @@ from ._world import (
     TrueEffect,
     WorldTruth,
 )
+from .experiments import eligible_units, run_experiment, true_ate
 from .frames import hcp_panel_frame, hcp_training_frame, panel_frame, training_frame
 from .hcp import hcp_world
 from .simple import (
@@ -56,11 +61,14 @@ __all__ = [
     "SyntheticWorld",
     "TrueEffect",
     "WorldTruth",
+    "eligible_units",
     "hcp_panel_frame",
     "hcp_training_frame",
     "hcp_world",
     "panel_frame",
     "patient_world",
+    "run_experiment",
     "territory_world",
     "training_frame",
+    "true_ate",
 ]

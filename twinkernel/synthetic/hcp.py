@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from ..config import TwinkernelConfig, get_config
 from ..models import ADOPTION_STAGES
 from ._world import (
     _REGION_P,
@@ -77,12 +80,41 @@ _HCP_EFFECT_MODIFIERS = {
 }
 
 
+def _true_effects(
+    factors: Mapping[str, float] | None, config: TwinkernelConfig | None
+) -> dict[str, TrueEffect]:
+    """The default world's true effects, with the listed types replaced by ``factor * prior``."""
+    effects = dict(_HCP_TRUE_EFFECTS)
+    if factors is None:
+        return effects
+    priors = (config if config is not None else get_config()).simulation.intervention_effects.types
+    for name, factor in factors.items():
+        if name not in effects or name not in priors:
+            raise ValueError(
+                f"`true_effect_factors` keys must be intervention types {sorted(effects)}; got {name!r}"
+            )
+        f = float(factor)
+        if not math.isfinite(f):
+            raise ValueError(f"`true_effect_factors[{name!r}]` must be a finite number; got {factor!r}")
+        prior = priors[name]
+        effects[name] = TrueEffect(
+            base_effect=f * prior.base_effect,
+            noise_sd=prior.noise_sd,
+            drift_per_month=_HCP_TRUE_EFFECTS[name].drift_per_month,
+            peer_influence_threshold=prior.peer_influence_threshold,
+            use_priority_tier=prior.use_priority_tier,
+        )
+    return effects
+
+
 def hcp_world(
     n_hcps: int = 10_000,
     months: int = 12,
     seed: int = 0,
     with_interventions: bool = False,
     start: str = "2025-01",
+    true_effect_factors: Mapping[str, float] | None = None,
+    config: TwinkernelConfig | None = None,
 ) -> SyntheticWorld:
     """A seeded world of HCPs with correlated features, a monthly history and a known outcome function.
 
@@ -99,6 +131,18 @@ def hcp_world(
         ``treated`` and ``intervention_type`` and the outcome includes the true effects in ``truth``.
     start
         First month, ``"YYYY-MM"``.
+    true_effect_factors
+        Per intervention type, the factor between the world's true base effect and the configuration's
+        prior: the true base effect is ``factor * prior base_effect`` (a negative factor makes the type
+        harmful), with the prior's ``noise_sd``, priority-tier and peer-influence rules, and the default
+        world's drift per month. Types not listed keep the default world's true effect. The world's effect
+        modifiers (decile, engagement, adoption stage) still differ from the priors', so the true ATE of a
+        population is only roughly ``factor`` times the prior model's. Giving factors attaches the true
+        effects to ``truth`` (for :func:`~twinkernel.synthetic.run_experiment`) even without
+        ``with_interventions``; the frames and every random draw are the same as without factors, except
+        the realised past effects when ``with_interventions`` is also set.
+    config
+        Configuration whose priors the factors multiply; default :func:`twinkernel.config.get_config`.
 
     Returns
     -------
@@ -191,12 +235,13 @@ def hcp_world(
     hidden_sd = 0.3
     hidden = rng.normal(0.0, hidden_sd, n)
     truth_kwargs: dict[str, Any] = {}
-    if with_interventions:
+    if with_interventions or true_effect_factors is not None:
         truth_kwargs = {
-            "true_effects": _frozen(_HCP_TRUE_EFFECTS),
+            "true_effects": _frozen(_true_effects(true_effect_factors, config)),
             "effect_modifiers": _frozen(_HCP_EFFECT_MODIFIERS),
-            "treatment_model": _frozen({"intercept": -1.8, "decile": 0.8, "engagement": 0.6}),
         }
+    if with_interventions:
+        truth_kwargs["treatment_model"] = _frozen({"intercept": -1.8, "decile": 0.8, "engagement": 0.6})
     truth = WorldTruth(
         kind="hcp",
         seed=seed,
@@ -262,7 +307,7 @@ def hcp_world(
                 sub = expanded[rows]
                 realised[rows] = (
                     truth.individual_effect(sub, name, midx[rows])
-                    + _HCP_TRUE_EFFECTS[name].noise_sd * noise[rows]
+                    + truth.true_effects[name].noise_sd * noise[rows]
                 )
         outcome = outcome + realised
         columns["treated"] = pl.Series("treated", treated)
