@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 __all__ = [
     "BootstrapConfig",
+    "CalibrationConfig",
     "ConfigError",
     "TwinkernelConfig",
     "default_config_path",
@@ -380,6 +381,18 @@ class AutoRetrainingConfig(_Section):
     notification_webhook: str | None = None
 
 
+# --- calibration (learning from real experiments) ---------------------------------------------------------
+class CalibrationConfig(_Section):
+    """Random-effects calibration of the effect model from real experiments (see ``docs/calibration.md``)."""
+
+    half_life_days: float = Field(gt=0.0, le=36_500.0)
+    tau_upper_factor: float = Field(gt=0.0, le=1_000.0)
+    reml_xatol: float = Field(gt=0.0, le=1.0)
+    reml_max_iterations: int = Field(ge=10, le=100_000)
+    reml_grid_points: int = Field(ge=4, le=100_000)
+    min_probability: float = Field(gt=0.5, lt=1.0)
+
+
 class ObservabilityConfig(_Section):
     """Reserved for observability settings. There is no log level: a library never sets log levels."""
 
@@ -413,6 +426,7 @@ class TwinkernelConfig(_Section):
     repository: RepositoryConfig
     simulation_cache: SimulationCacheSection
     auto_retraining: AutoRetrainingConfig
+    calibration: CalibrationConfig
     observability: ObservabilityConfig
     performance: PerformanceConfig | None = None  # only the performance tests read it
     source: str | None = Field(default=None, exclude=True)

@@ -202,3 +202,217 @@ def test_patient_and_territory_worlds():
 def test_invalid_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# --- the package split keeps worlds bit-identical -----------------------------------------------------------
+def _digest(frame: pl.DataFrame) -> str:
+    """Column names, dtypes, null masks and physical values (independent of any file format)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in frame.columns:
+        col = frame[name]
+        h.update(name.encode())
+        h.update(str(col.dtype).encode())
+        phys = col.to_physical()
+        h.update(phys.is_null().to_numpy().tobytes())
+        h.update(np.ascontiguousarray(phys.fill_null(0).to_numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_worlds_are_bit_identical_to_the_single_module_version():
+    # digests computed with twinkernel/synthetic.py before it became a package (commit d44c932); they depend
+    # on numpy's PCG64 Generator streams
+    hcp = synthetic.hcp_world(3000, months=5, seed=11)
+    hcpi = synthetic.hcp_world(3000, months=5, seed=12, with_interventions=True)
+    pat = synthetic.patient_world(800, 4, seed=3, with_interventions=True)
+    ter = synthetic.territory_world(200, 6, seed=4, with_interventions=True)
+    assert (_digest(hcp.entities), _digest(hcp.history)) == ("12805b49de19902d", "0d3ac056aeaf6406")
+    assert (_digest(hcpi.entities), _digest(hcpi.history)) == ("23bdfcc8e1bfc403", "ee2f5c4ad97d0c7d")
+    assert (_digest(pat.entities), _digest(pat.history)) == ("8aa65a3fe32560be", "f9d06128a92b59d0")
+    assert (_digest(ter.entities), _digest(ter.history)) == ("6bf3b9af36bd5751", "294b7a42f5a3b109")
+    assert _digest(synthetic.training_frame(hcpi)) == "97c35d1cd2fd1d93"
+    assert _digest(synthetic.panel_frame(hcpi)) == "582a521a27b3f4a4"
+
+
+# --- worlds whose true effects are given multiples of the priors -------------------------------------------
+FACTORS = {
+    "email_campaign": 0.3,
+    "call_frequency_increase": 2.0,
+    "speaker_program_invitation": 0.6,
+    "sample_distribution": -1.0,
+    "peer_influence_activation": 1.5,
+    "digital_engagement": 1.2,
+}
+
+
+@pytest.fixture(scope="module")
+def factor_world() -> synthetic.SyntheticWorld:
+    return synthetic.hcp_world(6000, months=3, seed=21, true_effect_factors=FACTORS)
+
+
+def test_true_effect_factors_multiply_the_priors(factor_world):
+    priors = get_config().simulation.intervention_effects.types
+    for name, factor in FACTORS.items():
+        te = factor_world.truth.true_effects[name]
+        assert te.base_effect == pytest.approx(factor * priors[name].base_effect, rel=1e-15)
+        assert te.noise_sd == priors[name].noise_sd
+    assert factor_world.truth.true_effects["email_campaign"].drift_per_month == -0.02
+    assert factor_world.truth.true_effects["peer_influence_activation"].peer_influence_threshold == 0.7
+    # the frames and draws are those of the world without factors
+    plain = synthetic.hcp_world(6000, months=3, seed=21)
+    assert plain.hcps.equals(factor_world.hcps) and plain.history.equals(factor_world.history)
+    assert plain.truth.true_effects == {}  # no factors, no interventions: no true effects, as before
+
+
+def test_a_negative_factor_makes_the_type_harmful(factor_world):
+    ate = synthetic.true_ate(factor_world, {"intervention_type": "sample_distribution"}, month=0)
+    assert ate < -0.02
+    assert synthetic.true_ate(factor_world, {"intervention_type": "email_campaign"}, month=0) > 0
+
+
+def test_unlisted_types_keep_the_default_world_effects():
+    w = synthetic.hcp_world(200, months=1, seed=1, true_effect_factors={"email_campaign": 0.5})
+    d = synthetic.hcp_world(200, months=1, seed=1, with_interventions=True)
+    assert (
+        w.truth.true_effects["speaker_program_invitation"]
+        == d.truth.true_effects["speaker_program_invitation"]
+    )
+    assert w.truth.true_effects["email_campaign"].base_effect == pytest.approx(0.025)
+
+
+@pytest.mark.parametrize(
+    ("factors", "match"),
+    [
+        ({"mail": 1.0}, r"`true_effect_factors` keys must be intervention types .*; got 'mail'"),
+        (
+            {"email_campaign": float("nan")},
+            r"`true_effect_factors\['email_campaign'\]` must be a finite number",
+        ),
+    ],
+)
+def test_bad_true_effect_factors(factors, match):
+    with pytest.raises(ValueError, match=match):
+        synthetic.hcp_world(100, months=1, seed=0, true_effect_factors=factors)
+
+
+# --- experiments inside a world -----------------------------------------------------------------------------
+def test_run_experiment_frame_and_result(factor_world):
+    cfg = {
+        "intervention_type": "call_frequency_increase",
+        "duration_weeks": 12,
+        "target_deciles": [6, 7, 8, 9, 10],
+    }
+    units, res = synthetic.run_experiment(factor_world, cfg, 400, month=1, seed=5)
+    assert units.columns == ["hcp_id", "arm", "treated", "true_effect", "brand_share"]
+    assert units.height == 800 and units["hcp_id"].n_unique() == 800
+    assert (units["arm"] == "treatment").sum() == 400
+    assert units["treated"].to_list() == (units["arm"] == "treatment").to_list()
+    y_t = units.filter(pl.col("treated"))["brand_share"].to_numpy()
+    y_c = units.filter(~pl.col("treated"))["brand_share"].to_numpy()
+    assert res.observed_ate == pytest.approx(y_t.mean() - y_c.mean(), rel=1e-12)
+    assert res.standard_error == pytest.approx(
+        np.sqrt(y_t.var(ddof=1) / 400 + y_c.var(ddof=1) / 400), rel=1e-12
+    )
+    assert (res.n_treated, res.n_control) == (400, 400)
+    assert str(res.completion_date) == "2025-04-26"  # 2025-02-01 + 12 weeks
+    assert res.intervention.intervention_type == "call_frequency_increase"
+    assert res.experiment_id.startswith("synthetic-call_frequency_increase-m1-s5-")
+    # targets restrict enrolment
+    deciles = factor_world.hcps[units["hcp_id"].to_numpy()]["decile"].to_numpy()
+    assert deciles.min() >= 6
+    assert (units.filter(~pl.col("treated"))["true_effect"] == 0.0).all()
+
+
+def test_run_experiment_is_reproducible_and_seed_dependent(factor_world):
+    a = synthetic.run_experiment(factor_world, {"intervention_type": "email_campaign"}, 100, 0, seed=3)
+    b = synthetic.run_experiment(factor_world, {"intervention_type": "email_campaign"}, 100, 0, seed=3)
+    c = synthetic.run_experiment(factor_world, {"intervention_type": "email_campaign"}, 100, 0, seed=4)
+    assert a[0].equals(b[0]) and a[1] == b[1]
+    assert a[1].observed_ate != c[1].observed_ate
+
+
+def test_population_filter_restricts_enrolment(factor_world):
+    filt = {
+        "regions": ["west"],
+        "adoption_stages": ["innovator", "early_adopter"],
+        "min_baseline_outcome": 0.1,
+    }
+    units, res = synthetic.run_experiment(
+        factor_world, {"intervention_type": "digital_engagement"}, 50, 0, 1, filt
+    )
+    rows = factor_world.hcps[units["hcp_id"].to_numpy()]
+    assert set(rows["region"].cast(pl.String).to_list()) == {"west"}
+    assert set(rows["adoption_stage"].cast(pl.String).to_list()) <= {"innovator", "early_adopter"}
+    assert (factor_world.truth.expected_outcome(rows, 0) >= 0.1).all()
+    assert list(res.population_filter.regions) == ["west"]
+
+
+def test_true_effects_drift_and_scale_with_the_dose(factor_world):
+    email = {"intervention_type": "email_campaign"}
+    m0 = synthetic.true_ate(factor_world, email, month=0)
+    assert synthetic.true_ate(factor_world, email, month=10) == pytest.approx(m0 * (1 - 0.02 * 10), rel=1e-12)
+    double = {"intervention_type": "email_campaign", "intensity_multiplier": 2.0}
+    assert synthetic.true_ate(factor_world, double, month=0) == pytest.approx(2 * m0, rel=1e-12)
+    short = {"intervention_type": "email_campaign", "duration_weeks": 3}
+    assert synthetic.true_ate(factor_world, short, month=0) == pytest.approx(
+        m0 * np.log(4) / np.log(9), rel=1e-12
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["email_campaign", "sample_distribution", "peer_influence_activation"])
+def test_observed_ate_is_unbiased_for_the_true_population_ate(factor_world, name):
+    cfg = {"intervention_type": name, "intensity_multiplier": 1.5}
+    filt = {"deciles": [3, 4, 5, 6, 7, 8]}
+    truth = synthetic.true_ate(factor_world, cfg, month=2, population_filter=filt)
+    results = [synthetic.run_experiment(factor_world, cfg, 300, 2, seed, filt)[1] for seed in range(300)]
+    ates = np.array([r.observed_ate for r in results])
+    ses = np.array([r.standard_error for r in results])
+    assert abs(ates.mean() - truth) < 4 * ates.std(ddof=1) / np.sqrt(ates.size)
+    # the reported SE matches the spread of the estimates (within sampling error of a 300-draw SD)
+    assert ates.std(ddof=1) == pytest.approx(np.sqrt(np.mean(ses**2)), rel=0.15)
+
+
+@pytest.mark.parametrize(
+    ("world_kw", "args", "match"),
+    [
+        (
+            {},
+            {"n_per_arm": 3000},
+            r"`n_per_arm` = 3000 needs 6000 eligible entities; the filter and targets leave",
+        ),
+        ({}, {"n_per_arm": 1}, r"`n_per_arm` must be an integer >= 2; got 1"),
+        ({}, {"month": -1}, r"`month` must be an integer month index >= 0; got -1"),
+        (
+            {},
+            {"cfg": {"intervention_type": "fax_blast"}},
+            r"`intervention_config.intervention_type` must be one of",
+        ),
+        (
+            {"plain": True},
+            {},
+            r"`world` has no true intervention effects; build it with `with_interventions=True`",
+        ),
+    ],
+)
+def test_run_experiment_rejects_bad_input(world_kw, args, match):
+    world = (
+        synthetic.hcp_world(500, months=1, seed=2)
+        if world_kw.get("plain")
+        else synthetic.hcp_world(500, months=1, seed=2, true_effect_factors={"email_campaign": 1.0})
+    )
+    with pytest.raises(ValueError, match=match):
+        synthetic.run_experiment(
+            world,
+            args.get("cfg", {"intervention_type": "email_campaign"}),
+            args.get("n_per_arm", 10),
+            args.get("month", 0),
+            seed=1,
+        )
+
+
+def test_a_filter_on_a_missing_column_names_it():
+    w = synthetic.patient_world(300, months=1, seed=1, with_interventions=True)
+    with pytest.raises(ValueError, match=r"`deciles` needs a `decile` column; a patient world has none"):
+        synthetic.run_experiment(w, {"intervention_type": "email_campaign"}, 10, 0, 1, {"deciles": [1]})

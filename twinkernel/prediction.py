@@ -1,0 +1,273 @@
+"""What a real experiment would measure: prediction intervals, probabilities, assurance and the decision.
+
+Pure functions over floats (NumPy/SciPy, no numba, no config reads): the engine passes in the numbers. The
+notation follows SPEC §3 "Uncertainty that means something" and ``docs/calibration.md``:
+
+- ``mu``: the simulated ATE of the intervention on this population;
+- ``sigma_delta``: the SD of the true effect δ of a real deployment, √(G² s_t² + τ_t²)
+  (:func:`effect_uncertainty_sd`);
+- ``outcome_var``: σ_y², the variance of the outcome a real test measures (as for the sample size);
+- ``n_per_arm``: m, units per arm of that test (``math.inf``: the interval for δ itself);
+- ``df``: ``None`` for the normal (priors), or Student's t with ``df`` degrees of freedom (J − 1 when the
+  type is calibrated from J experiments).
+"""
+
+from __future__ import annotations
+
+import math
+
+from scipy import stats
+
+__all__ = [
+    "RECOMMENDATIONS",
+    "assurance",
+    "effect_uncertainty_sd",
+    "prediction_interval",
+    "prob_at_least",
+    "prob_harmful",
+    "recommend",
+]
+
+RECOMMENDATIONS: tuple[str, ...] = ("deploy", "refine", "skip")
+
+
+# --- validation --------------------------------------------------------------------------------------------
+def _finite(name: str, value: float) -> float:
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"`{name}` must be a finite number; got {value!r}")
+    return v
+
+
+def _non_negative(name: str, value: float) -> float:
+    v = float(value)
+    if not (math.isfinite(v) and v >= 0.0):
+        raise ValueError(f"`{name}` must be a finite number >= 0; got {value!r}")
+    return v
+
+
+def _probability(name: str, value: float) -> float:
+    v = float(value)
+    if not (0.0 <= v <= 1.0):
+        raise ValueError(f"`{name}` must be a probability in [0, 1]; got {value!r}")
+    return v
+
+
+def _open_unit(name: str, value: float) -> float:
+    v = float(value)
+    if not (0.0 < v < 1.0):
+        raise ValueError(f"`{name}` must lie strictly between 0 and 1; got {value!r}")
+    return v
+
+
+def _df(df: float | None) -> float | None:
+    if df is None:
+        return None
+    v = float(df)
+    if not (v >= 1.0):  # also rejects NaN; inf is allowed (= the normal)
+        raise ValueError(f"`df` must be None or a number of degrees of freedom >= 1; got {df!r}")
+    return v
+
+
+def _n_per_arm(value: float) -> float:
+    v = float(value)
+    if not (v > 0.0):  # math.inf allowed
+        raise ValueError(
+            f"`n_per_arm` must be > 0 (math.inf for the interval of the effect itself); got {value!r}"
+        )
+    return v
+
+
+def _dist(df: float | None) -> stats.rv_continuous:
+    return stats.norm if df is None or math.isinf(df) else stats.t(df)
+
+
+def _sampling_sd(outcome_var: float, n_per_arm: float) -> float:
+    """s_m = √(2 σ_y² / m), the SD of a difference in means with m units per arm (0 when m is infinite)."""
+    return 0.0 if math.isinf(n_per_arm) else math.sqrt(2.0 * outcome_var / n_per_arm)
+
+
+# --- public functions --------------------------------------------------------------------------------------
+def effect_uncertainty_sd(G: float, s_t: float, tau_t: float) -> float:
+    """σ_δ = √(G² s_t² + τ_t²): the SD of a real deployment's true effect around the simulated ATE.
+
+    Parameters
+    ----------
+    G
+        The population's mean modifier product, μ / b_t (the ATE is linear in the base effect b_t).
+    s_t
+        SD of the base effect b_t (prior: ``prior_relative_sd`` · b̂_t; calibrated: b_t(prior) / √P).
+    tau_t
+        Between-experiment SD of the type (0 with priors).
+
+    Returns
+    -------
+    float
+        σ_δ, >= 0.
+
+    Examples
+    --------
+    >>> effect_uncertainty_sd(1.2, 0.0125, 0.0)
+    0.015
+    >>> round(effect_uncertainty_sd(0.8, 0.03, 0.018), 6)
+    0.03
+    """
+    g = _finite("G", G)
+    s = _non_negative("s_t", s_t)
+    tau = _non_negative("tau_t", tau_t)
+    return math.hypot(g * s, tau)
+
+
+def prediction_interval(
+    mu: float,
+    sigma_delta: float,
+    outcome_var: float,
+    n_per_arm: float,
+    confidence_level: float,
+    df: float | None = None,
+) -> tuple[float, float]:
+    """The interval a real test of ``n_per_arm`` units per arm would observe: μ ± q·√(σ_δ² + 2σ_y²/m).
+
+    q is the normal quantile at (1 + L)/2, or Student's t with ``df`` degrees of freedom.
+    ``n_per_arm=math.inf`` gives the interval for the true effect δ itself.
+
+    Returns
+    -------
+    tuple of float
+        ``(lower, upper)``.
+
+    Examples
+    --------
+    >>> lo, hi = prediction_interval(0.05, 0.0125, 0.04, 1000, 0.90)
+    >>> round(lo, 4), round(hi, 4)
+    (0.0247, 0.0753)
+    >>> [round(v, 4) for v in prediction_interval(0.05, 0.0125, 0.04, math.inf, 0.90, df=5)]
+    [0.0248, 0.0752]
+    """
+    m = _finite("mu", mu)
+    sd = _non_negative("sigma_delta", sigma_delta)
+    var = _non_negative("outcome_var", outcome_var)
+    n = _n_per_arm(n_per_arm)
+    level = _open_unit("confidence_level", confidence_level)
+    q = float(_dist(_df(df)).ppf(0.5 + level / 2.0))
+    half = q * math.hypot(sd, _sampling_sd(var, n))
+    return m - half, m + half
+
+
+def prob_at_least(mu: float, sigma_delta: float, x: float, df: float | None = None) -> float:
+    """P(δ ≥ x) = Φ((μ − x)/σ_δ) (Student's t with ``df``); a step function when σ_δ = 0.
+
+    At σ_δ = 0 the effect is exactly μ, so P(δ ≥ x) is 1 when μ ≥ x (ties count as reached) and 0 otherwise.
+
+    Examples
+    --------
+    >>> round(prob_at_least(0.06, 0.015, 0.05), 4)
+    0.7475
+    >>> prob_at_least(0.05, 0.0, 0.05), prob_at_least(0.0499, 0.0, 0.05)
+    (1.0, 0.0)
+    """
+    m = _finite("mu", mu)
+    sd = _non_negative("sigma_delta", sigma_delta)
+    threshold = _finite("x", x)
+    d = _df(df)
+    if sd == 0.0:
+        return 1.0 if m >= threshold else 0.0
+    return float(_dist(d).sf((threshold - m) / sd))
+
+
+def prob_harmful(mu: float, sigma_delta: float, df: float | None = None) -> float:
+    """P(δ < 0) = 1 − P(δ ≥ 0): the probability that a real deployment hurts.
+
+    Examples
+    --------
+    >>> round(prob_harmful(-0.01, 0.02), 4)
+    0.6915
+    >>> prob_harmful(0.0, 0.0), prob_harmful(-1e-9, 0.0)
+    (0.0, 1.0)
+    """
+    return 1.0 - prob_at_least(mu, sigma_delta, 0.0, df)
+
+
+def assurance(
+    mu: float,
+    sigma_delta: float,
+    outcome_var: float,
+    n_per_arm: float,
+    alpha: float,
+    df: float | None = None,
+) -> float:
+    """Assurance: the probability that a real test of m per arm comes out significant and positive.
+
+    Φ((μ − z₁₋α/₂·s_m) / √(σ_δ² + s_m²)), s_m = √(2σ_y²/m): the power of a two-sided z-test at level α
+    averaged over the true effect δ ~ N(μ, σ_δ²) (O'Hagan, Stevens & Campbell 2005). The test itself is a
+    z-test (its critical value stays normal); with ``df`` the outer Φ becomes Student's t, for the
+    uncertainty of a calibrated type. When σ_δ = 0 and m is infinite it is 1 when μ > 0, else 0.
+
+    Examples
+    --------
+    >>> round(assurance(0.05, 0.0125, 0.04, 1000, 0.05), 4)
+    0.9827
+    >>> round(assurance(0.05, 0.0, 0.04, 1000, 0.05), 4)  # sigma_delta = 0: the conventional power
+    0.9999
+    """
+    m = _finite("mu", mu)
+    sd = _non_negative("sigma_delta", sigma_delta)
+    var = _non_negative("outcome_var", outcome_var)
+    n = _n_per_arm(n_per_arm)
+    a = _open_unit("alpha", alpha)
+    d = _df(df)
+    s_m = _sampling_sd(var, n)
+    z = float(stats.norm.ppf(1.0 - a / 2.0))
+    total = math.hypot(sd, s_m)
+    if total == 0.0:
+        return 1.0 if m > 0.0 else 0.0
+    return float(_dist(d).cdf((m - z * s_m) / total))
+
+
+def recommend(
+    prob_harmful: float,
+    prob_above_deploy: float,
+    prob_above_refine: float,
+    min_probability: float,
+    deploy_threshold: float,
+    refine_threshold: float,
+) -> tuple[str, str]:
+    """DEPLOY / REFINE / SKIP from the predictive probabilities, in the SPEC's order.
+
+    With p = ``min_probability``: P(δ < 0) ≥ p → ``"skip"`` (harmful); P(δ ≥ deploy) ≥ p → ``"deploy"``;
+    P(δ ≥ refine) ≥ p → ``"refine"``; otherwise ``"skip"``. The thresholds only name the probabilities in
+    the rationale (the probabilities were computed against them).
+
+    Returns
+    -------
+    tuple of str
+        ``(recommendation, rationale)``, the recommendation in :data:`RECOMMENDATIONS`.
+
+    Examples
+    --------
+    >>> rec, why = recommend(0.0, 0.55, 0.99, 0.70, 0.05, 0.02)
+    >>> rec
+    'refine'
+    >>> why
+    'refine: P(effect >= 0.02) = 0.99 >= 0.70 but P(effect >= 0.05) = 0.55 < 0.70; P(effect < 0) = 0.00'
+    """
+    harm = _probability("prob_harmful", prob_harmful)
+    deploy = _probability("prob_above_deploy", prob_above_deploy)
+    refine = _probability("prob_above_refine", prob_above_refine)
+    p = _open_unit("min_probability", min_probability)
+    t_deploy = _finite("deploy_threshold", deploy_threshold)
+    t_refine = _finite("refine_threshold", refine_threshold)
+    if t_refine > t_deploy:
+        raise ValueError(
+            f"`refine_threshold` must not exceed `deploy_threshold` ({t_deploy:g}); got {t_refine:g}"
+        )
+    harm_text = f"P(effect < 0) = {harm:.2f}"
+    deploy_text = f"P(effect >= {t_deploy:g}) = {deploy:.2f}"
+    refine_text = f"P(effect >= {t_refine:g}) = {refine:.2f}"
+    if harm >= p:
+        return "skip", f"skip (harmful): {harm_text} >= {p:.2f}; {deploy_text}"
+    if deploy >= p:
+        return "deploy", f"deploy: {deploy_text} >= {p:.2f}; {harm_text}"
+    if refine >= p:
+        return "refine", f"refine: {refine_text} >= {p:.2f} but {deploy_text} < {p:.2f}; {harm_text}"
+    return "skip", f"skip: {refine_text} < {p:.2f} and {harm_text} < {p:.2f}"
