@@ -58,7 +58,7 @@ CI_METHODS: tuple[str, ...] = typing.get_args(_SimulationConfig.model_fields["ci
 SIX_INTERVENTIONS: tuple[InterventionConfig, ...] = (
     InterventionConfig(intervention_type="email_campaign", channel="email", duration_weeks=8),
     InterventionConfig(
-        intervention_type="call_frequency_increase", duration_weeks=12, extra_params={"additional_calls": 2}
+        intervention_type="call_frequency_increase", duration_weeks=12, extra_params={"additional_calls": 2},  # type: ignore[arg-type]
     ),
     InterventionConfig(intervention_type="speaker_program_invitation", duration_weeks=8),
     InterventionConfig(intervention_type="sample_distribution", duration_weeks=8),

@@ -102,7 +102,12 @@ def data_fingerprint(frame: pl.DataFrame) -> str:
     return h.hexdigest()
 
 
-class _GeneratorModel(mlflow.pyfunc.PythonModel):
+def _set_alias(name: str, alias: str, version: int | str) -> bool:
+    mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version))
+    return True
+
+
+class _GeneratorModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
     """A saved :class:`TwinGenerator` as a pyfunc model: ``predict`` generates twins.
 
     The input is a frame with columns ``n`` and ``seed`` (first row used); the output is the twins' frame.
@@ -361,7 +366,7 @@ class LineageTracker:
         name, alias = self.settings.registered_model_name, self.settings.champion_alias
         done = self._guarded(
             "a promotion",
-            lambda: mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version)) or True,
+            lambda: _set_alias(name, alias, version),
         )
         return bool(done)
 
@@ -409,10 +414,11 @@ class LineageTracker:
             "execution_time_ms": result.execution_time_ms,
             "simulation_confidence": result.simulation_confidence,
         }
+        rec = result.recommendation
         tags = {
             "twinkernel.kind": "simulation",
             "twinkernel.simulation_id": str(result.simulation_id),
-            "twinkernel.recommendation": result.recommendation.value,
+            "twinkernel.recommendation": "none" if rec is None else rec.value,
         }
         with mlflow.start_run(experiment_id=experiment.experiment_id, tags=tags) as run:
             mlflow.log_params({k: str(v) for k, v in params.items()})

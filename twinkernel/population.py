@@ -549,12 +549,12 @@ class TwinPopulation:
             if wanted:
                 wanted_codes = [d - eff.decile.low for d in wanted if eff.decile.low <= d <= eff.decile.high]
                 combine(np.isin(decile_codes, np.asarray(wanted_codes, dtype=decile_codes.dtype)))
-        for wanted in (f.specialties, list(target_specialties)):
-            if wanted:
-                combine(code_mask(c.specialty, c.specialty_labels, wanted))
-        for wanted in (f.regions, list(target_regions)):
-            if wanted:
-                combine(code_mask(c.region, c.region_labels, wanted))
+        for labels in (f.specialties, list(target_specialties)):
+            if labels:
+                combine(code_mask(c.specialty, c.specialty_labels, labels))
+        for labels in (f.regions, list(target_regions)):
+            if labels:
+                combine(code_mask(c.region, c.region_labels, labels))
         if f.adoption_stages:
             combine(code_mask(c.adoption, ADOPTION_CATEGORIES, [s.lower() for s in f.adoption_stages]))
         if f.min_baseline_outcome is not None:

@@ -72,7 +72,7 @@ def _encode_category(
     """
     has_nulls = s.null_count() > 0
     if s.dtype == pl.Enum and forced is None and not has_nulls:
-        categories = s.dtype.categories.to_list()
+        categories = s.dtype.categories.to_list()  # type: ignore[attr-defined]
         if categories == sorted(categories) and s.to_physical().n_unique() == len(categories):
             return s  # already what this function would build: sorted labels, every one present
     # Every flavour (String, Categorical, Enum, pandas category or object) goes through its string labels,
@@ -144,7 +144,7 @@ def check_integer_column(
     s: pl.Series, name: str, dtype: type[pl.DataType], ids: pl.Series | None
 ) -> pl.Series:
     """A whole-number feature in ``dtype`` (nulls where missing), clamped to the storage range first."""
-    lo, hi = _STORAGE_RANGE[dtype]
+    lo, hi = _STORAGE_RANGE[dtype]  # type: ignore[index]
     if s.dtype.is_integer():
         out = s.clip(upper_bound=hi) if s.dtype == pl.UInt64 else s
         return out.cast(pl.Int64).clip(lo, hi).cast(dtype).alias(name)

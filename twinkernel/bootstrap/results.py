@@ -79,7 +79,7 @@ class _Value:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        theirs = cast(_Value, other)._field_values()
+        theirs = other._field_values()
         return all(_same(a, b) for (_, a), (_, b) in zip(self._field_values(), theirs, strict=True))
 
     def __hash__(self) -> int:

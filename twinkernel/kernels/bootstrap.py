@@ -144,7 +144,7 @@ def _multinomial_group_sum(values, lo, hi, key, base, counts):
         counts[lo + np.int64(((r >> _S32) * mu) >> _S32)] += np.uint8(1)
     s0 = 0.0
     s1 = 0.0
-    total = 0
+    total = np.int64(0)
     i = lo
     while i + 1 < hi:
         c0 = counts[i]

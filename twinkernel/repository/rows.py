@@ -110,7 +110,7 @@ def _simulation_row(p: dict[str, Any], recorded_at: str) -> dict[str, Any]:
         "ci_upper": result.simulated_ci_upper,
         "confidence_level": result.confidence_level,
         "twin_count": result.twin_count,
-        "recommendation": result.recommendation.value,
+        "recommendation": None if result.recommendation is None else result.recommendation.value,
         "status": result.status.value,
         "created_at": to_db_time(result.created_at),
         "result_json": result.model_dump_json(),

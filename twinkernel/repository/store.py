@@ -219,7 +219,7 @@ class TwinRepository:
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
         else:  # pragma: no cover - only the two supported dialects are tested
             raise NotImplementedError(f"the repository supports sqlite and postgresql; got {dialect!r}")
         stmt = insert(table)

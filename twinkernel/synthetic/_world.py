@@ -196,7 +196,7 @@ class SyntheticWorld:
 
     @property
     def months(self) -> int:
-        return int(self.history["month_index"].max()) + 1 if self.history.height else 0
+        return int(self.history["month_index"].max()) + 1 if self.history.height else 0  # type: ignore[arg-type]
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -217,9 +217,9 @@ def _optional_enum(present: np.ndarray, codes: np.ndarray, labels: tuple[str, ..
 
 def _choice_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     """One categorical draw per row of a row-stochastic matrix."""
-    cum = np.cumsum(probs, axis=1)
+    cum: np.ndarray = np.cumsum(probs, axis=1)
     cum[:, -1] = 1.0
-    u = rng.random(probs.shape[0])[:, None]
+    u = np.asarray(rng.random(probs.shape[0]))[:, None]
     return (u > cum).sum(axis=1).astype(np.int64)
 
 

@@ -88,7 +88,7 @@ class FrozenResult:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._canonical() == other._canonical()  # type: ignore[attr-defined]
+        return bool(self._canonical() == other._canonical())
 
     def __hash__(self) -> int:
         return hash(self._canonical())

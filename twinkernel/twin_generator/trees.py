@@ -46,6 +46,6 @@ def predict_with(model: Any, trees: CompiledTrees | None, X: np.ndarray) -> np.n
     """Predict with the compiled tree kernel when available, else with ``model.predict``."""
     if trees is not None:
         out = np.empty(X.shape[0], dtype=np.float64)
-        tree_ensemble_predict(np.ascontiguousarray(X, dtype=np.float64), *trees, out)  # type: ignore[call-arg]
+        tree_ensemble_predict(np.ascontiguousarray(X, dtype=np.float64), *trees, out)
         return out
     return np.asarray(model.predict(X), dtype=np.float64)
