@@ -181,3 +181,25 @@ def test_hung_tracking_server_costs_at_most_the_http_timeout(tmp_path: Path, mak
         for s in held:
             s.close()
         server.close()
+
+
+def test_train_with_tracking_registers_the_champion_in_one_call(tmp_path: Path):
+    """`TwinGenerator.train(track=...)` logs the run, registers the model and promotes it (issue 9)."""
+    from twinkernel import TwinGenerator, synthetic
+
+    frame = synthetic.hcp_training_frame(synthetic.hcp_world(1300, months=3, seed=0))
+    tracker = LineageTracker(data_dir=tmp_path)
+    gen = TwinGenerator("hcp", "Kisqali", permutation_repeats=1)
+    metrics = gen.train(frame, "brand_share", time_col="month", algorithm="gradient_boosting", track=tracker)
+    assert gen.lineage is not None
+    assert gen.lineage.alias == SETTINGS.champion_alias
+    assert gen.lineage.data_fingerprint == data_fingerprint(frame)
+    run = mlflow.MlflowClient(tracking_uri=tracker.tracking_uri).get_run(gen.lineage.run_id)
+    assert run.data.metrics["r2"] == pytest.approx(metrics.r2)
+    loaded = load_generator(
+        f"models:/{SETTINGS.registered_model_name}@{SETTINGS.champion_alias}", tracking_uri=tracker.tracking_uri
+    )
+    assert loaded.generate(300, seed=2).frame.equals(gen.generate(300, seed=2).frame)
+    untracked = TwinGenerator("hcp", "Kisqali", permutation_repeats=1)
+    untracked.train(frame, "brand_share", time_col="month", algorithm="gradient_boosting", track=False)
+    assert untracked.lineage is None

@@ -37,7 +37,7 @@ from .intervals import FusedPass, Interval, heterogeneity, interval
 from .options import CI_METHODS, Call, as_number, resolve_call
 from .trace import emit_trace, modifier_trace, trace_logger
 
-__all__ = ["CI_METHODS", "ResultCache", "SimulationEngine"]
+__all__ = ["CI_METHODS", "ResultCache", "SimulationEngine", "SimulationRecorder"]
 
 logger = logging.getLogger("twinkernel")
 
@@ -50,6 +50,12 @@ class ResultCache(Protocol):
     def get_or_compute(
         self, request: SimulationRequest, compute: Callable[[], SimulationResult]
     ) -> SimulationResult: ...
+
+
+class SimulationRecorder(Protocol):
+    """What the engine needs from a store (see :class:`twinkernel.repository.TwinRepository`)."""
+
+    def record_simulation(self, result: SimulationResult) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,12 @@ class SimulationEngine:
         Effect priors or a calibrated model (default: priors from the config).
     config
         Configuration (default: :func:`twinkernel.config.get_config`).
+    repository
+        Where completed simulations are recorded. ``None`` (default): the store the config asks for
+        (:func:`twinkernel.repository.repository_from_config`: the embedded SQLite store when
+        ``repository.enabled``, else nothing). ``False``: record nothing. A store (e.g.
+        :class:`~twinkernel.repository.TwinRepository`): that store. A failing store never fails a
+        simulation: the repository queues the write in its outbox.
 
     Examples
     --------
@@ -106,6 +118,7 @@ class SimulationEngine:
         cache: ResultCache | Literal[False] | None = None,
         effect_model: EffectModel | None = None,
         config: TwinkernelConfig | None = None,
+        repository: SimulationRecorder | Literal[False] | None = None,
     ) -> None:
         if not isinstance(population, TwinPopulation):
             raise TypeError(f"`population` must be a TwinPopulation; got {type(population).__name__}")
@@ -140,6 +153,29 @@ class SimulationEngine:
             self.cache = self._default_cache()
         else:
             self.cache = cache
+        self.repository: SimulationRecorder | None
+        if repository is False:
+            self.repository = None
+        elif repository is None:
+            self.repository = self._default_repository()
+        else:
+            self.repository = repository
+
+    def _default_repository(self) -> SimulationRecorder | None:
+        if not self.config.repository.enabled:
+            return None
+        from ..repository import repository_from_config
+
+        return repository_from_config(self.config)
+
+    def _record(self, result: SimulationResult) -> None:
+        """Record a computed, completed result; a failing store is logged, never raised."""
+        if self.repository is None or result.status != SimulationStatus.COMPLETED:
+            return
+        try:
+            self.repository.record_simulation(result)
+        except Exception as exc:  # a store must never fail a simulation
+            logger.warning("could not record simulation %s: %s", result.simulation_id, exc)
 
     def _default_cache(self) -> ResultCache | None:
         if not self.config.simulation_cache.enabled:
@@ -222,7 +258,9 @@ class SimulationEngine:
         digest = request.digest()
 
         def compute() -> SimulationResult:
-            return self._run(digest, call, debug_trace)
+            result = self._run(digest, call, debug_trace)
+            self._record(result)
+            return result
 
         active_cache = cache if cache is not None else self.cache
         cacheable = call.seed_given or self.config.simulation_cache.cache_unseeded

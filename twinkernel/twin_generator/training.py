@@ -154,6 +154,7 @@ chunk_size, leakage_tolerance, sklearn_threads
         self.data_correlation: np.ndarray | None = None
         self.residual_sd: float | None = None
         self.n_training_rows = 0
+        self.lineage: Any = None  # ModelLineage of the last tracked training run (see train(track=...))
         self.training_rows_: np.ndarray | None = None
         self.validation_rows_: np.ndarray | None = None
         self.propensity: PropensityModel | None = None
@@ -182,6 +183,7 @@ chunk_size, leakage_tolerance, sklearn_threads
         treatment_col: str | None = None,
         *,
         feature_time_cols: Mapping[str, str] | None = None,
+        track: Any = None,
     ) -> TwinModelMetrics:
         """Fit the outcome model and the copula on training rows only.
 
@@ -210,6 +212,12 @@ chunk_size, leakage_tolerance, sklearn_threads
             logistic model of it on the features.
         feature_time_cols
             ``{feature: timestamp column}`` when a feature's as-of column is not named ``<feature>_as_of``.
+        track
+            MLflow lineage (:mod:`twinkernel.lineage`). ``None``: as the config says
+            (``repository.lineage.enabled``, off by default). ``True``: a tracker built from the config.
+            ``False``: no tracking. A :class:`~twinkernel.lineage.LineageTracker`: that tracker. The run, the
+            registered model version and the ``champion`` alias are kept in :attr:`lineage`; an
+            unreachable tracking server is warned about once and never fails training.
 
         Returns
         -------
@@ -339,7 +347,23 @@ chunk_size, leakage_tolerance, sklearn_threads
             cutoff=cutoff_text,
             propensity_auc=auc,
         )
+        self._track(track, frame)
         return self.metrics
+
+    def _track(self, track: Any, frame: pl.DataFrame) -> None:
+        """Log the training run to MLflow when asked to (see ``train(track=...)``)."""
+        if track is False:
+            return
+        from .. import lineage as L
+
+        if track is None:
+            tracker = L.lineage_from_config(self.config)
+        elif track is True:
+            tracker = L.LineageTracker(config=self.config)
+        else:
+            tracker = track
+        if tracker is not None:
+            self.lineage = tracker.log_training(self, self.metrics, data_fingerprint=L.data_fingerprint(frame))
 
     # -----------------------------------------------------------------------------------------------------
     def generate(
