@@ -18,9 +18,8 @@ plus what was found, or raises ``ValueError`` naming the column, the rule and an
 
 from __future__ import annotations
 
-import math
-
 import difflib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any

@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import date
+from statistics import NormalDist
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from statistics import NormalDist
 
 from .intervention import InterventionConfig, PopulationFilter
 
