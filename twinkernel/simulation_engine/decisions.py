@@ -154,7 +154,7 @@ def prob_at_least_many(
     --------
     >>> [round(float(v), 3) for v in prob_at_least_many(np.array([0.04, 0.06]), 0.05, 1.0, 0.0125, 0.0,
     ...                                                  0.05, None)]
-    [0.261, 0.739]
+    [0.159, 0.748]
     """
     g = ates / base_effect if base_effect != 0.0 else np.full(ates.shape, nominal)
     sigma = np.sqrt((g * base_sd) ** 2 + tau**2)
