@@ -221,8 +221,9 @@ def multinomial_block_sums(values, block_lo, block_rows, counts, hashes, tile_bl
         chunk = t - tile * n_chunks
         k0 = tile * tile_blocks
         k1 = min(n_blocks, k0 + tile_blocks)
-        for b in range(chunk * reps_per_task, min(n_resamples, (chunk + 1) * reps_per_task)):
-            for k in range(k0, k1):
+        # a block stays in L1 while every replicate of the chunk draws from it
+        for k in range(k0, k1):
+            for b in range(chunk * reps_per_task, min(n_resamples, (chunk + 1) * reps_per_task)):
                 sums[b, k] = block_draw_sum(values, block_lo[k], block_rows[k], counts[b, k], hashes[b, k])
     return sums
 
