@@ -2,7 +2,8 @@
 
 asv names an ``existing`` environment after the interpreter's path
 (``existing-py_work_main_.venv_bin_python``) and files the results under that path as the ``python``
-parameter, so a CI checkout in another directory would start a new line on the dashboard. After each ``asv run``, CI calls::
+parameter, so a CI checkout in another directory would start a new line on the dashboard. After each
+``asv run``, CI calls::
 
     python -m benchmarks.asv_history benchmarks/asv_results
 
