@@ -35,6 +35,7 @@ import numpy as np
 from scipy import stats
 
 from twinkernel.bootstrap import bootstrap_ci, engine_intervals
+from twinkernel.kernels._rng import mix64
 
 SEED = 20_251_127
 ENGINE_DIMS = (8, 10, 5, 6)  # specialties, deciles, regions, adoption stages
@@ -83,6 +84,24 @@ def scipy_interval(x: np.ndarray, method: str, n_resamples: int) -> tuple[float,
         rng=np.random.default_rng(SEED),
     )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+@numba.njit(parallel=True)  # no cache: the module is imported under different names by asv and pytest
+def bare_hash_pass(n_hashes: int, n_resamples: int) -> np.ndarray:
+    """The floor of any counter-based bootstrap: ``n_hashes`` splitmix64 hashes per replicate, xor-folded.
+
+    A same-run reference for the regression gate (``tests/performance/test_regression_gate.py``): it does
+    only the hashing a kernel needs, so ``kernel time / this`` measures the kernel, not the machine.
+    """
+    out = np.empty(n_resamples, dtype=np.uint64)
+    for b in numba.prange(n_resamples):
+        acc = np.uint64(0)
+        x = np.uint64(b) << np.uint64(40)
+        for _ in range(n_hashes):
+            acc ^= mix64(x)
+            x += np.uint64(1)
+        out[b] = acc
+    return out
 
 
 def analytic_se(x: np.ndarray) -> float:

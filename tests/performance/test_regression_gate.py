@@ -34,12 +34,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from numba import njit, prange
 
-from benchmarks.bench_bootstrap import SEED, bootstrap_values, scipy_interval
+from benchmarks.bench_bootstrap import SEED, bare_hash_pass, bootstrap_values, scipy_interval
 from benchmarks.cases import interleaved_times, one_thread
 from twinkernel.bootstrap import bootstrap_ci
-from twinkernel.kernels._rng import mix64
 
 RATIOS_PATH = Path(__file__).with_name("regression_ratios.json")
 ROUNDS = 5
@@ -53,20 +51,6 @@ pytestmark = [
     ),
     pytest.mark.xdist_group(name="regression_gate"),
 ]
-
-
-@njit(parallel=True, cache=True)
-def bare_hash_pass(n_hashes, n_resamples):
-    """The floor of any counter-based bootstrap: ``n_hashes`` splitmix64 hashes per replicate, xor-folded."""
-    out = np.empty(n_resamples, dtype=np.uint64)
-    for b in prange(n_resamples):
-        acc = np.uint64(0)
-        x = np.uint64(b) << np.uint64(40)
-        for _ in range(n_hashes):
-            acc ^= mix64(x)
-            x += np.uint64(1)
-        out[b] = acc
-    return out
 
 
 def _ours(n: int, b: int, method: str, resampling: str) -> Callable[[], Any]:
