@@ -48,21 +48,80 @@ def poisson1_weight_table() -> np.ndarray:
     return (v[:, None] >= thresholds[None, :]).sum(axis=1)
 
 
+BLOCK_ROWS = 4096  # the documented block size of the multinomial draw scheme (KERNEL_VERSION 4)
+
+
+def binomial_by_mode_order(u: float, n: int, p: float) -> int:
+    """Inverse of Binomial(n, p) over the support ordered m, m+1, m-1, m+2, ... (scipy's pmf)."""
+    if n <= 0 or p <= 0.0:
+        return 0
+    if p >= 1.0:
+        return n
+    m = min(n, int((n + 1) * p))
+    order = [m]
+    for i in range(1, n + 1):
+        order.extend(k for k in (m + i, m - i) if 0 <= k <= n)
+        if m - i < 0 and m + i > n:
+            break
+    order_arr = np.array(order)
+    cum = np.cumsum(stats.binom.pmf(order_arr, n, p))
+    pos = int(np.searchsorted(cum, u, side="right"))
+    return int(order_arr[pos]) if pos < order_arr.shape[0] else m
+
+
+def mix64_int(x: int) -> int:
+    """splitmix64 finaliser on a Python int (arbitrary-precision, masked to 64 bits)."""
+    mask = (1 << 64) - 1
+    z = (x + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
 def multinomial_means(values: np.ndarray, starts: np.ndarray, key: np.uint64, n_resamples: int) -> np.ndarray:
-    """Replicate means per group: position ``p`` of replicate ``b`` draws a row of its own group."""
-    n = values.shape[0]
-    half = (n + 1) // 2
+    """Replicate means per group, draw by draw, following the documented block scheme.
+
+    Group ``g`` is cut into blocks of ``BLOCK_ROWS`` rows (numbered across all groups); block ``k`` of
+    replicate ``b`` has hash ``h = random_u64(random_u64(key, b), k)``, its count is a conditional
+    binomial of the uniform ``((h >> 11) + 0.5) / 2**53`` (the group's last block takes the rest), and its
+    draw ``j`` comes from ``mix64(h + (j // f) * golden)``: five 12-bit fields in a full block, else the
+    high then low 32-bit half mapped by ``(half * rows) >> 32``. Sums are plain Python sums.
+    """
+    mask = (1 << 64) - 1
+    golden = 0x9E3779B97F4A7C15
+    blocks = []  # (group, lo, rows) in block order
+    for g in range(starts.shape[0] - 1):
+        for lo in range(int(starts[g]), int(starts[g + 1]), BLOCK_ROWS):
+            blocks.append((g, lo, min(BLOCK_ROWS, int(starts[g + 1]) - lo)))
     out = np.full((starts.shape[0] - 1, n_resamples), np.nan)
-    p = np.arange(n, dtype=np.uint64)
     for b in range(n_resamples):
-        r = random_u64(key, np.uint64(b * half) + (p >> np.uint64(1)))
-        u = np.where(p % np.uint64(2) == 0, r >> np.uint64(32), r & _MASK32)
+        kb = random_u64(key, np.array([b]))[0]
+        hashes = random_u64(kb, np.arange(len(blocks)))
+        totals = np.zeros(starts.shape[0] - 1)
+        left = {g: (int(starts[g + 1] - starts[g]),) * 2 for g in range(starts.shape[0] - 1)}
+        for k, (g, lo, rows) in enumerate(blocks):
+            h = int(hashes[k])
+            draws_left, rows_left = left[g]
+            if lo + rows == int(starts[g + 1]):
+                c = draws_left
+            else:
+                u = ((h >> 11) + 0.5) / 2.0**53
+                c = binomial_by_mode_order(u, draws_left, rows / rows_left)
+            left[g] = (draws_left - c, rows_left - rows)
+            picks = []
+            for j in range(c):
+                if rows == BLOCK_ROWS:
+                    d = mix64_int((h + (j // 5) * golden) & mask)
+                    picks.append((d >> (12 * (j % 5))) & (BLOCK_ROWS - 1))
+                else:
+                    d = mix64_int((h + (j // 2) * golden) & mask)
+                    half = d >> 32 if j % 2 == 0 else d & 0xFFFFFFFF
+                    picks.append((half * rows) >> 32)
+            totals[g] += float(np.sum(values[lo + np.array(picks, dtype=np.int64)])) if c else 0.0
         for g in range(starts.shape[0] - 1):
-            lo, hi = int(starts[g]), int(starts[g + 1])
-            if hi == lo:
-                continue
-            idx = lo + ((u[lo:hi] * np.uint64(hi - lo)) >> np.uint64(32)).astype(np.int64)
-            out[g, b] = values[idx].sum() / (hi - lo)
+            m = int(starts[g + 1] - starts[g])
+            if m:
+                out[g, b] = totals[g] / m
     return out
 
 

@@ -22,6 +22,7 @@ from benchmarks.bench_bootstrap import (
     run_engine,
     scipy_interval,
 )
+from benchmarks.cases import one_thread
 from twinkernel.bootstrap import bootstrap_ci
 
 pytestmark = [pytest.mark.xdist_group(name="bootstrap_benchmarks")]
@@ -51,7 +52,7 @@ def test_bca_2000_resamples_100k(benchmark, resampling):
     check_interval(result, x)
 
 
-@pytest.mark.parametrize(("resampling", "rounds"), [("poisson", 3), ("multinomial", 1), ("blb", 3)])
+@pytest.mark.parametrize(("resampling", "rounds"), [("poisson", 3), ("multinomial", 3), ("blb", 3)])
 def test_bca_1000_resamples_1m(benchmark, resampling, rounds):
     x = bootstrap_values(1_000_000)
     bootstrap_ci(x[:1000], n_resamples=10, resampling=resampling, seed=1)
@@ -112,3 +113,29 @@ def test_speedup_against_scipy(n, method):
     assert np.abs(np.array(ours.confidence_interval) - np.array(theirs)).max() < 0.25 * analytic_se(x)
     # a regression guard with head-room for a loaded machine (measured 19-380x; goals in docs/bootstrap.md)
     assert speedup >= (10.0 if method == "bca" else 5.0), f"speed-up {speedup:.1f}x"
+
+
+def test_multinomial_speedup_against_scipy_one_thread():
+    """Exact multinomial percentile, 100 000 values x 2 000 resamples, against scipy on one thread each.
+
+    The issue's goal (20x scipy) is for the 2-core machine; on one thread the same kernel measured 12-16x
+    (docs/bootstrap.md). The guard leaves room for a loaded machine; the regression gate
+    (test_regression_gate.py) holds the recorded ratio to 25 %.
+    """
+    x = bootstrap_values(100_000)
+    with one_thread():
+        ours = bootstrap_ci(x, n_resamples=2000, method="percentile", resampling="multinomial", seed=SEED)
+        times = interleaved_times(
+            {
+                "ours": lambda: bootstrap_ci(
+                    x, n_resamples=2000, method="percentile", resampling="multinomial", seed=SEED
+                ),
+                "scipy": lambda: scipy_interval(x, "percentile", 2000),
+            },
+            3,
+        )
+    theirs = scipy_interval(x, "percentile", 2000)
+    assert np.abs(np.array(ours.confidence_interval) - np.array(theirs)).max() < 0.25 * analytic_se(x)
+    check_interval(ours, x)
+    speedup = float(np.median(times["scipy"]) / np.median(times["ours"]))
+    assert speedup >= 6.0, f"speed-up {speedup:.1f}x on one thread"

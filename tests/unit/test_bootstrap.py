@@ -26,6 +26,7 @@ from twinkernel.bootstrap import intervals as biv
 from twinkernel.bootstrap import multinomial as bmul
 from twinkernel.bootstrap import poisson as bpoi
 from twinkernel.kernels import bootstrap as kb
+from twinkernel.kernels import bootstrap_multinomial as kbm
 from twinkernel.kernels._rng import STREAM_BOOTSTRAP, STREAM_BOOTSTRAP_BLB
 
 RESAMPLINGS = ("multinomial", "poisson", "blb")
@@ -57,29 +58,76 @@ class TestKernelsAgainstReference:
         assert bpoi.rng_key(12345, STREAM_BOOTSTRAP) == nb.key_for(12345, STREAM_BOOTSTRAP)
         assert bpoi.rng_key(2**64 - 1, STREAM_BOOTSTRAP_BLB) == nb.key_for(2**64 - 1, STREAM_BOOTSTRAP_BLB)
 
-    @pytest.mark.parametrize("starts", [[0, 37], [0, 10, 10, 37], [0, 1, 2, 3, 37], [0, 13, 37]])
+    @pytest.mark.parametrize(
+        "starts",
+        [
+            [0, 37],
+            [0, 10, 10, 37],
+            [0, 1, 2, 3, 37],
+            [0, 13, 37],
+            # several full 4 096-row blocks, a short last block, an empty group, a group of exactly one block
+            [0, 3 * 4096 + 777],
+            [0, 5000, 5000, 9096, 3 * 4096 + 777],
+        ],
+    )
     def test_multinomial_means(self, starts):
-        x = _data(37, seed=1)
         starts = np.array(starts, dtype=np.int64)
+        x = _data(int(starts[-1]), seed=1)
         key = bpoi.rng_key(7, STREAM_BOOTSTRAP)
-        got = kb.multinomial_means(x, starts, key, 11)
-        want = nb.multinomial_means(x, starts, key, 11)
+        n_resamples = 11 if starts[-1] < 100 else 3
+        got = kb.multinomial_means(x, starts, key, n_resamples)
+        want = nb.multinomial_means(x, starts, key, n_resamples)
         np.testing.assert_allclose(got, want, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
         for g in range(starts.shape[0] - 1):
             assert np.isnan(got[g]).all() == (starts[g + 1] == starts[g])
 
-    def test_multinomial_gather_equals_counting(self):
-        n = kb.GATHER_MAX_ROWS + 300  # the second group is large enough for the counting path
-        x = _data(n, seed=2)
-        key = bpoi.rng_key(3, STREAM_BOOTSTRAP)
-        starts = np.array([0, 7, n], dtype=np.int64)
-        means = kb.multinomial_means(x, starts, key, 5)
-        half = np.uint64((n + 1) // 2)
-        for b in range(5):
-            for g in range(2):
-                lo, hi = int(starts[g]), int(starts[g + 1])
-                s = kb.multinomial_group_sum_gather(x, lo, hi, key, np.uint64(b) * half)
-                np.testing.assert_allclose(s / (hi - lo), means[g, b], rtol=KERNEL_RTOL)
+    @pytest.mark.parametrize(
+        ("n", "p"), [(1, 0.5), (7, 0.3), (4096, 4096 / 13065), (100_000, 0.004), (50, 0.98)]
+    )
+    def test_binomial_inverse_matches_scipy(self, n, p):
+        # a grid of uniforms plus the smallest one the kernel can draw, (0 + 0.5) * 2**-53; near u = 1
+        # the running sum's rounding decides (probability ~1e-16 per draw), so that end is left out
+        u = np.concatenate([(np.arange(400) + 0.5) / 400.0, [0.5 * 2.0**-53]])
+        got = [kbm.binomial_inverse(v, n, p) for v in u]
+        want = [nb.binomial_by_mode_order(v, n, p) for v in u]
+        assert got == want
+        assert kbm.binomial_inverse(0.3, 0, 0.5) == 0 and kbm.binomial_inverse(0.3, 9, 1.0) == 9
+
+    def test_multinomial_block_counts_are_multinomial(self):
+        # 3 groups: 2.5 blocks, 1 short block, 4 blocks; counts sum to the group size and follow
+        # Multinomial(m; rows / m): mean m * rows / m = rows, variance m * q * (1 - q) per block.
+        sizes = [2 * 4096 + 2048, 100, 4 * 4096]
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        _, rows, first = kbm.multinomial_blocks(starts)
+        counts, _ = kbm.multinomial_block_counts(rows, first, np.uint64(99), 4000)
+        for g, m in enumerate(sizes):
+            part = counts[:, first[g] : first[g + 1]]
+            assert (part.sum(axis=1) == m).all()
+            q = rows[first[g] : first[g + 1]] / m
+            se_mean = np.sqrt(m * q * (1 - q) / counts.shape[0])
+            assert (np.abs(part.mean(axis=0) - m * q) <= 4.5 * se_mean + 1e-12).all()
+            if part.shape[1] > 1:
+                np.testing.assert_allclose(part.var(axis=0), m * q * (1 - q), rtol=0.1)
+
+    def test_multinomial_tiling_and_threads_bit_identical(self):
+        n = 9 * 4096 + 123
+        x = _data(n, seed=5)
+        starts = np.array([0, 4000, n], dtype=np.int64)
+        key = np.uint64(2024)
+        before = numba.get_num_threads()
+        try:
+            numba.set_num_threads(1)
+            one = kb.multinomial_means(x, starts, key, 37)
+            numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+            two = kb.multinomial_means(x, starts, key, 37)
+            tiled = [
+                kbm.multinomial_means_tiled(x, starts, key, 37, t, r) for t, r in ((1, 1), (3, 5), (64, 40))
+            ]
+        finally:
+            numba.set_num_threads(before)
+        np.testing.assert_array_equal(one, two)
+        for other in tiled:
+            np.testing.assert_array_equal(one, other)
 
     def test_poisson_weight_table(self):
         table = kb.poisson1_table()

@@ -20,7 +20,7 @@ import warnings
 
 import numba
 
-KERNEL_VERSION = "3"
+KERNEL_VERSION = "4"
 """Bumped whenever a kernel's numerical output changes (part of every cache key; tests/unit/test_golden.py
 fails when outputs change without a bump)."""
 

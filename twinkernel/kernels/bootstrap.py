@@ -5,10 +5,9 @@ Three resampling schemes, all driven by the counter-based generator in :mod:`._r
 ``multinomial_means``
     Exact multinomial resampling (draw ``n`` indices with replacement), stratified by group: the rows of
     group ``g`` occupy ``starts[g]:starts[g + 1]`` of a group-sorted vector and are resampled among
-    themselves (one group = the ordinary bootstrap). Draw ``p`` of replicate ``b`` is half of
-    ``random_u64(key, b * ceil(n / 2) + p // 2)`` (upper 32 bits for even ``p``, lower for odd), mapped to
-    ``[0, m)`` by Lemire's multiply-shift, so one 64-bit hash serves two draws. Replicates run in parallel
-    and each sums sequentially, so results do not depend on the thread count.
+    themselves (one group = the ordinary bootstrap). Conditional-binomial counts per block of 4 096 rows,
+    then draws inside each cache-resident block; defined in :mod:`.bootstrap_multinomial` (re-exported
+    here).
 
 ``poisson_sums``
     Poisson(1) weights. The weight of unit ``i`` (its global row index) in replicate ``b`` is a pure
@@ -39,23 +38,17 @@ import numpy as np
 from numba import njit, prange
 
 from ._rng import mix64, random_u64
+from .bootstrap_multinomial import multinomial_means
 
-_U32 = np.uint64(0xFFFFFFFF)
 _U16 = np.uint64(0xFFFF)
 _S16 = np.uint64(16)
 _S32 = np.uint64(32)
 _S48 = np.uint64(48)
-_ONE = np.uint64(1)
-_TWO = np.uint64(2)
-_THREE = np.uint64(3)
 _SIXTY_FOUR = np.uint64(64)
 _ZERO = np.uint64(0)
 
 ROW_BLOCK = 1024
 """Rows per cache block in the Poisson kernels (a performance knob; results do not depend on it)."""
-
-GATHER_MAX_ROWS = 1 << 18
-"""Multinomial groups smaller than this gather drawn rows; larger ones count draws first (speed only)."""
 
 MAX_BLB_LEVEL = 12
 """Largest subsampling level of the Bag of Little Bootstraps (keep probability ``2**-12``)."""
@@ -112,119 +105,6 @@ def poisson_cdf_tables(
     guide_offsets = np.zeros(max_level + 2, dtype=np.int64)
     guide_offsets[1:] = np.cumsum([g.shape[0] for g in guides])
     return np.concatenate(thresholds), np.concatenate(guides), offsets, guide_offsets
-
-
-@njit(cache=True)
-def _multinomial_group_sum(values, lo, hi, key, base, counts):
-    """Sum of one group's resample.
-
-    Used for groups of ``GATHER_MAX_ROWS`` rows or more (smaller groups, whose values stay in cache, gather
-    the drawn rows with :func:`multinomial_group_sum_gather`). Large groups count the draws first (scatter
-    into ``counts``) and then sum ``count * value`` in row order, which touches memory sequentially: on
-    1 000 000 values several times faster than gathering at random rows. Counts are uint8; a row drawn 256
-    times or more in one replicate (probability below 1e-500) is detected and the replicate is recomputed by
-    gathering. Both paths use the same draws.
-    """
-    m = hi - lo
-    mu = np.uint64(m)
-    for i in range(lo, hi):
-        counts[i] = 0
-    p = lo
-    if p & 1:
-        r = random_u64(key, base + (np.uint64(p) >> _ONE))
-        counts[lo + np.int64(((r & _U32) * mu) >> _S32)] += np.uint8(1)
-        p += 1
-    while p + 1 < hi:
-        r = random_u64(key, base + (np.uint64(p) >> _ONE))
-        counts[lo + np.int64(((r >> _S32) * mu) >> _S32)] += np.uint8(1)
-        counts[lo + np.int64(((r & _U32) * mu) >> _S32)] += np.uint8(1)
-        p += 2
-    if p < hi:
-        r = random_u64(key, base + (np.uint64(p) >> _ONE))
-        counts[lo + np.int64(((r >> _S32) * mu) >> _S32)] += np.uint8(1)
-    s0 = 0.0
-    s1 = 0.0
-    total = np.int64(0)
-    i = lo
-    while i + 1 < hi:
-        c0 = counts[i]
-        c1 = counts[i + 1]
-        total += np.int64(c0) + np.int64(c1)
-        s0 += c0 * values[i]
-        s1 += c1 * values[i + 1]
-        i += 2
-    if i < hi:
-        total += np.int64(counts[i])
-        s0 += counts[i] * values[i]
-    if total == m:
-        return s0 + s1
-    return multinomial_group_sum_gather(values, lo, hi, key, base)  # a uint8 count wrapped
-
-
-@njit(cache=True)
-def multinomial_group_sum_gather(values, lo, hi, key, base):
-    """The same resample sum as the counting path, by gathering the drawn rows (one hash per two draws)."""
-    mu = np.uint64(hi - lo)
-    s0 = 0.0
-    s1 = 0.0
-    first = lo
-    if lo & 1:  # an odd start uses the low half of the previous pair's hash
-        r = random_u64(key, base + (np.uint64(lo) >> _ONE))
-        s1 += values[lo + np.int64(((r & _U32) * mu) >> _S32)]
-        first = lo + 1
-    n_pairs = (hi - first) >> 1
-    pair0 = base + (np.uint64(first) >> _ONE)
-    for k in range(n_pairs):
-        r = random_u64(key, pair0 + np.uint64(k))
-        s0 += values[lo + np.int64(((r >> _S32) * mu) >> _S32)]
-        s1 += values[lo + np.int64(((r & _U32) * mu) >> _S32)]
-    last = first + 2 * n_pairs
-    if last < hi:
-        r = random_u64(key, base + (np.uint64(last) >> _ONE))
-        s0 += values[lo + np.int64(((r >> _S32) * mu) >> _S32)]
-    return s0 + s1
-
-
-@njit(parallel=True, cache=True)
-def multinomial_means(values, starts, key, n_resamples):
-    """Replicate means of each group under (stratified) multinomial resampling.
-
-    Parameters
-    ----------
-    values : float64[n]
-        Values sorted so that group ``g`` occupies ``starts[g]:starts[g + 1]``.
-    starts : int64[G + 1]
-        Group boundaries (``starts[0] == 0``, ``starts[G] == n``).
-    key : uint64
-        Stream key (``key_for(seed, STREAM_BOOTSTRAP)``).
-    n_resamples : int
-        Number of replicates ``B``.
-
-    Returns
-    -------
-    float64[G, B]
-        Replicate means; NaN for an empty group.
-    """
-    n = values.shape[0]
-    n_groups = starts.shape[0] - 1
-    half = np.uint64((n + 1) // 2)
-    out = np.empty((n_groups, n_resamples), dtype=np.float64)
-    per_task = 4
-    n_tasks = (n_resamples + per_task - 1) // per_task
-    for t in prange(n_tasks):
-        counts = np.empty(n, dtype=np.uint8)
-        for b in range(t * per_task, min(n_resamples, (t + 1) * per_task)):
-            base = np.uint64(b) * half
-            for g in range(n_groups):
-                lo = starts[g]
-                hi = starts[g + 1]
-                if hi == lo:
-                    out[g, b] = np.nan
-                elif hi - lo < GATHER_MAX_ROWS:
-                    out[g, b] = multinomial_group_sum_gather(values, lo, hi, key, base) / (hi - lo)
-                else:
-                    out[g, b] = _multinomial_group_sum(values, lo, hi, key, base, counts) / (hi - lo)
-    return out
 
 
 @njit(cache=True)
@@ -548,14 +428,12 @@ def group_moments(values, codes, n_groups):
 
 
 __all__ = [
-    "GATHER_MAX_ROWS",
     "MAX_BLB_LEVEL",
     "ROW_BLOCK",
     "blb_sums",
     "cell_int_sums",
     "gather_sorted",
     "group_moments",
-    "multinomial_group_sum_gather",
     "multinomial_means",
     "poisson1_table",
     "poisson_cdf_tables",

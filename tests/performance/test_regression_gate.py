@@ -1,0 +1,146 @@
+"""Performance regression gate: each kernel's time relative to a same-run reference, against a recorded ratio.
+
+A case times a twinkernel call and its reference (``scipy.stats.bootstrap`` on the same data, or a bare
+Numba pass that only generates the counter-based hashes the kernel needs) interleaved round by round in
+this process, takes the median of each, and compares ``ours / reference`` with the ratio recorded in
+``tests/performance/regression_ratios.json``. The test fails when the ratio grew by more than the file's
+``tolerance`` (0.25: 25 %).
+
+Noise, and why this does not flake:
+
+- only ratios are compared, never seconds, and both sides run interleaved (a slow phase of the shared
+  machine hits both);
+- numba runs on one thread (:func:`benchmarks.cases.one_thread`): the references are single-threaded, and
+  a 2-thread kernel on a loaded machine would measure the load, not the code;
+- medians of ``ROUNDS`` rounds after a warm-up call (no JIT time);
+- a case over the limit is measured again with ``RETRY_ROUNDS`` rounds and fails only if that median ratio
+  is over the limit too: a real regression persists, a burst of load does not.
+
+The gate runs in CI's "performance gate" step (``TWINKERNEL_PERF_GATE=1``); elsewhere it is skipped so the
+ordinary test run stays short. Record new ratios after an intended change (a faster kernel, a different
+reference) with ``TWINKERNEL_PERF_GATE=1 TWINKERNEL_UPDATE_RATIOS=1 pytest
+tests/performance/test_regression_gate.py`` and commit the JSON file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchmarks.bench_bootstrap import SEED, bare_hash_pass, bootstrap_values, scipy_interval
+from benchmarks.cases import interleaved_times, one_thread
+from twinkernel.bootstrap import bootstrap_ci
+
+RATIOS_PATH = Path(__file__).with_name("regression_ratios.json")
+ROUNDS = 5
+RETRY_ROUNDS = 9
+UPDATE = os.environ.get("TWINKERNEL_UPDATE_RATIOS") == "1"
+
+pytestmark = [
+    pytest.mark.skipif(
+        os.environ.get("TWINKERNEL_PERF_GATE") != "1" and not UPDATE,
+        reason="performance gate: run by CI's gate step (set TWINKERNEL_PERF_GATE=1)",
+    ),
+    pytest.mark.xdist_group(name="regression_gate"),
+]
+
+
+def _ours(n: int, b: int, method: str, resampling: str) -> Callable[[], Any]:
+    x = bootstrap_values(n)
+    return lambda: bootstrap_ci(x, n_resamples=b, method=method, resampling=resampling, seed=SEED)
+
+
+def _scipy(n: int, b: int, method: str) -> Callable[[], Any]:
+    x = bootstrap_values(n)
+    return lambda: scipy_interval(x, method, b)
+
+
+def _bare(n: int, b: int, draws_per_hash: int) -> Callable[[], Any]:
+    return lambda: bare_hash_pass(n // draws_per_hash, b)
+
+
+CASES: dict[str, tuple[Callable[[], Any], Callable[[], Any], str]] = {
+    "multinomial_percentile_100k_x2000_vs_scipy": (
+        _ours(100_000, 2000, "percentile", "multinomial"),
+        _scipy(100_000, 2000, "percentile"),
+        "scipy.stats.bootstrap percentile, same data and resamples",
+    ),
+    "poisson_percentile_100k_x2000_vs_scipy": (
+        _ours(100_000, 2000, "percentile", "poisson"),
+        _scipy(100_000, 2000, "percentile"),
+        "scipy.stats.bootstrap percentile, same data and resamples",
+    ),
+    "multinomial_bca_1m_x1000_vs_bare_hashes": (
+        _ours(1_000_000, 1000, "bca", "multinomial"),
+        _bare(1_000_000, 1000, 5),
+        "bare Numba pass generating n/5 hashes per replicate (the kernel's hash budget)",
+    ),
+    "poisson_bca_1m_x1000_vs_bare_hashes": (
+        _ours(1_000_000, 1000, "bca", "poisson"),
+        _bare(1_000_000, 1000, 4),
+        "bare Numba pass generating n/4 hashes per replicate (the kernel's hash budget)",
+    ),
+}
+
+
+def measure_ratio(
+    ours: Callable[[], Any], reference: Callable[[], Any], rounds: int
+) -> tuple[float, float, float]:
+    """``(median ours / median reference, median ours s, median reference s)``, one thread, interleaved."""
+    with one_thread():
+        ours()
+        reference()  # warm-up: compilation and caches are not timed
+        times = interleaved_times({"ours": ours, "reference": reference}, rounds)
+    mine = float(np.median(times["ours"]))
+    ref = float(np.median(times["reference"]))
+    return mine / ref, mine, ref
+
+
+def _load() -> dict[str, Any]:
+    """``{"tolerance": fraction, "cases": {case: {"ratio": ..., ...}}}``."""
+    return json.loads(RATIOS_PATH.read_text())
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_ratio_did_not_regress(case: str) -> None:
+    ours, reference, what = CASES[case]
+    ratio, mine, ref = measure_ratio(ours, reference, ROUNDS)
+    stored = _load()
+    cases = stored["cases"]
+    if UPDATE:
+        cases[case] = {
+            "ratio": round(ratio, 4),
+            "ours_s": round(mine, 4),
+            "reference_s": round(ref, 4),
+            "reference": what,
+            "recorded": dt.date.today().isoformat(),
+            "rounds": ROUNDS,
+            "python": platform.python_version(),
+        }
+        RATIOS_PATH.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+        return
+    assert case in cases, f"no recorded ratio for {case!r}: record it with TWINKERNEL_UPDATE_RATIOS=1"
+    tolerance = float(stored["tolerance"])
+    limit = cases[case]["ratio"] * (1.0 + tolerance)
+    if ratio > limit:  # measure again before failing: load bursts pass, regressions stay
+        ratio, mine, ref = measure_ratio(ours, reference, RETRY_ROUNDS)
+    assert ratio <= limit, (
+        f"{case}: time / reference = {ratio:.4f} ({mine:.4f} s against {ref:.4f} s, {what}); recorded "
+        f"{cases[case]['ratio']:.4f}, limit {limit:.4f} (+{tolerance:.0%})"
+    )
+
+
+def test_recorded_ratios_cover_every_case() -> None:
+    stored = _load()
+    assert 0.0 < stored["tolerance"] <= 0.5
+    assert sorted(stored["cases"]) == sorted(CASES)
+    for case, entry in stored["cases"].items():
+        assert entry["ratio"] > 0.0, case
