@@ -216,6 +216,7 @@ class InterventionEffectsConfig(_Section):
 
 class RecommendationConfig(_Section):
     deploy_threshold: float = Field(ge=0.0, le=1.0)
+    min_probability: float = Field(gt=0.5, lt=1.0)
     refine_threshold: float = Field(ge=0.0, le=1.0)
     alpha: float = Field(gt=0.0, lt=1.0)
     power: float = Field(gt=0.0, lt=1.0)
@@ -392,7 +393,6 @@ class CalibrationConfig(_Section):
     reml_xatol: float = Field(gt=0.0, le=1.0)
     reml_max_iterations: int = Field(ge=10, le=100_000)
     reml_grid_points: int = Field(ge=4, le=100_000)
-    min_probability: float = Field(gt=0.5, lt=1.0)
 
 
 class ObservabilityConfig(_Section):

@@ -1,17 +1,39 @@
-"""The effect model: priors (or calibrated values) turned into the kernel's parameter arrays."""
+"""The effect model: priors (or calibrated values) turned into the kernel's parameter arrays.
+
+Besides the kernel parameters, every :class:`EffectParameters` carries what we do not know about the base
+effect (SPEC "Uncertainty that means something"): its SD ``base_sd`` (s_t), the between-experiment SD
+``tau`` (τ_t) and the Student-t degrees of freedom ``df`` (``None`` for the normal). With priors,
+s_t = ``prior_relative_sd`` · b_t and τ_t = 0; after :meth:`EffectModel.calibrate`, the posterior values.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .calibration import TypeCalibration, calibrate_experiments, calibration_report, provenance_text
 from .config import InterventionEffectsConfig, TwinkernelConfig, get_config
 from .kernels import effects as K
 from .models import ADOPTION_STAGES, InterventionConfig
+from .models.experiment import ExperimentResult
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .population import TwinPopulation
 
 __all__ = ["EffectModel", "EffectParameters"]
+
+_FORMAT = "twinkernel.effect_model/1"
 
 
 @dataclass(frozen=True)
@@ -23,6 +45,12 @@ class EffectParameters:
     tier_multipliers: np.ndarray  # float64[6], indexed by tier 1..5
     known_type: bool
     warnings: tuple[str, ...] = ()
+    base_sd: float = 0.0
+    """s_t: SD of the base effect actually used (``params[P_BASE]``)."""
+    tau: float = 0.0
+    """τ_t: between-experiment SD of real effects around the model (0 with priors)."""
+    df: float | None = None
+    """Student-t degrees of freedom for predictions (J − 1 when calibrated from J experiments)."""
 
     def value(self, index: int) -> float:
         return float(self.params[index])
@@ -37,9 +65,15 @@ class EffectModel:
     effects
         The ``simulation.intervention_effects`` configuration section.
     provenance
-        Where the numbers come from: ``"prior"``, or a description of the calibration.
+        Where the numbers come from: ``"prior"``, or each type's source (see :meth:`calibrate`).
     overrides
-        Per intervention type, replacement ``base_effect`` / ``noise_sd`` values (from calibration).
+        Per intervention type, replacement ``base_effect`` / ``noise_sd`` values.
+    model_id
+        Identity of the effect model (part of every cache key); changes with every calibration.
+    calibrations
+        Per intervention type, the :class:`~twinkernel.calibration.TypeCalibration` from real experiments:
+        the kernel's base effect becomes k̂ · b(prior) with SD |b(prior)| · k_sd, and τ and J − 1 degrees of
+        freedom enter the prediction interval.
 
     Examples
     --------
@@ -51,8 +85,18 @@ class EffectModel:
 
     effects: InterventionEffectsConfig
     provenance: str = "prior"
-    overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+    overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     model_id: str = "prior"
+    calibrations: Mapping[str, TypeCalibration] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "overrides", MappingProxyType({k: dict(v) for k, v in self.overrides.items()})
+        )
+        object.__setattr__(self, "calibrations", MappingProxyType(dict(self.calibrations)))
+
+    def __hash__(self) -> int:
+        return hash((self.model_id, self.provenance))
 
     @classmethod
     def from_config(cls, config: TwinkernelConfig | None = None) -> EffectModel:
@@ -93,6 +137,17 @@ class EffectModel:
                 )
             base = base + type_cfg.per_additional_call * calls
 
+        base_sd = eff.prior_relative_sd * abs(base)
+        tau, df = 0.0, None
+        cal = self.calibrations.get(itype)
+        if cal is not None:
+            base, base_sd, tau, df = (
+                cal.base_effect(base),
+                cal.base_effect_sd(base),
+                cal.tau,
+                cal.prediction_df,
+            )
+
         channel = 1.0
         if type_cfg is not None and intervention.channel is not None:
             channel = type_cfg.channel_multipliers.get(intervention.channel.lower(), 1.0)
@@ -127,7 +182,107 @@ class EffectModel:
         tiers = np.ones(6, dtype=np.float64)
         for t, m in eff.priority_tier.items():
             tiers[t] = m
-        return EffectParameters(p, adoption, tiers, known, tuple(warnings))
+        return EffectParameters(p, adoption, tiers, known, tuple(warnings), base_sd, tau, df)
+
+    # --- calibration ---------------------------------------------------------------------------------------
+    def prior(self) -> EffectModel:
+        """This model without calibrations (the priors its calibrations are relative to)."""
+        return EffectModel(effects=self.effects, overrides=self.overrides)
+
+    def calibrate(
+        self,
+        population: TwinPopulation,
+        experiments: Iterable[ExperimentResult],
+        prior: Mapping[str, tuple[float, float]] | None = None,
+        *,
+        as_of: date | None = None,
+        seed: int = 0,
+        config: TwinkernelConfig | None = None,
+    ) -> EffectModel:
+        """A new model calibrated per intervention type from real experiments (SPEC "Calibration").
+
+        For each experiment j, μ_j is the prior model's simulated ATE on ``population`` for the
+        experiment's config and filter (seeded, no cache, not recorded); τ_t by REML, then k_t's posterior
+        (:mod:`twinkernel.calibration`). Types without experiments keep their prior, and the provenance says
+        so.
+
+        Parameters
+        ----------
+        population
+            The model's twins.
+        experiments
+            :class:`~twinkernel.models.experiment.ExperimentResult` values (ids unique).
+        prior
+            Per type ``(m0, r)``: k_t's prior N(m0, r²) (default N(1, ``prior_relative_sd``²)); a learned
+            effect b_L with SE s_L gives ``(b_L / b(prior), s_L / b(prior))``.
+        as_of
+            Date ages are measured from (default: the latest completion date, so results reproduce).
+        seed
+            Seed of the simulations that give μ_j.
+        """
+        from .simulation_engine import SimulationEngine
+
+        cfg = config if config is not None else get_config()
+        base = self.prior()
+        engine = SimulationEngine(population, cache=False, repository=False, effect_model=base, config=cfg)
+
+        def simulated_ate(e: ExperimentResult) -> float:
+            r = engine.simulate(e.intervention, e.population_filter, seed=seed, calculate_heterogeneity=False)
+            if r.status.value != "completed":
+                raise ValueError(
+                    f"experiment {e.experiment_id!r}: the model cannot simulate it ({r.error_message})"
+                )
+            return r.simulated_ate
+
+        cals = calibrate_experiments(experiments, simulated_ate, as_of=as_of, priors=prior, config=cfg)
+        return base.with_calibrations(cals)
+
+    def with_calibrations(self, calibrations: Mapping[str, TypeCalibration]) -> EffectModel:
+        """This model's priors with ``calibrations`` (an empty mapping gives the prior model back)."""
+        cals = dict(sorted(calibrations.items()))
+        if not cals:
+            return self.prior()
+        text = json.dumps({t: c.to_dict() for t, c in cals.items()}, sort_keys=True)
+        model_id = "cal-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+        provenance = provenance_text(cals, self.effects.types)
+        return replace(self, calibrations=cals, model_id=model_id, provenance=provenance)
+
+    def calibration_report(self) -> pl.DataFrame:
+        """Per calibrated type: J, k̂, its SD, τ̂ and each experiment's standardised residual."""
+        return calibration_report(self.calibrations)
+
+    # --- persistence ---------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: the overrides and calibrations (the priors stay in the configuration)."""
+        return {
+            "format": _FORMAT,
+            "overrides": {t: dict(v) for t, v in self.overrides.items()},
+            "calibrations": {t: c.to_dict() for t, c in self.calibrations.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], config: TwinkernelConfig | None = None) -> EffectModel:
+        """Read :meth:`to_dict` back over the priors of ``config``."""
+        if data.get("format") != _FORMAT:
+            raise ValueError(
+                f"not a saved effect model: `format` must be {_FORMAT!r}; got {data.get('format')!r}"
+            )
+        base = cls(
+            effects=(config or get_config()).simulation.intervention_effects, overrides=data["overrides"]
+        )
+        cals = {t: TypeCalibration.from_dict(c) for t, c in data["calibrations"].items()}
+        return base.with_calibrations(cals)
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON to ``path``."""
+        out = Path(path)
+        out.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path, config: TwinkernelConfig | None = None) -> EffectModel:
+        """Read a model written by :meth:`save`."""
+        return cls.from_dict(json.loads(Path(path).read_text()), config)
 
 
 def duration_factor(weeks: float, reference_weeks: int) -> float:

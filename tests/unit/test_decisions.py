@@ -13,13 +13,16 @@ from twinkernel.simulation_engine.decisions import (
     check_thresholds,
     critical_value,
     critical_values,
-    recommend,
+    mean_modifier,
+    predict,
+    prob_at_least_many,
     sample_size,
     simulation_confidence,
     two_sided_power,
 )
 
 SIZE = dict(alpha=0.05, power=0.80, min_size=100, max_size=50_000)
+RULE = dict(deploy_threshold=0.05, refine_threshold=0.02, min_probability=0.70)
 
 
 class TestPower:
@@ -97,14 +100,49 @@ class TestThresholdsAndRecommendation:
         check_thresholds(0.02, 0.02)  # equal thresholds: an empty REFINE band is allowed
 
     def test_harmful_is_skip_whatever_its_size(self):
-        rec, why = recommend(-0.5, -0.6, -0.4, 0.95, deploy_threshold=0.05, refine_threshold=0.02)
-        assert rec is SimulationRecommendation.SKIP and why.startswith("harmful")
+        p = predict(-0.5, 1.0, 0.1, 0.0, None, **RULE)
+        assert p.recommendation is SimulationRecommendation.SKIP and "harmful" in p.rationale
+        assert p.prob_harmful == pytest.approx(1.0)
 
     def test_deploy_threshold_is_the_argument(self):
-        args = (0.06, 0.05, 0.07, 0.95)
-        assert recommend(*args, deploy_threshold=0.05, refine_threshold=0.02)[0] is (
-            SimulationRecommendation.DEPLOY
-        )
-        rec, why = recommend(*args, deploy_threshold=0.08, refine_threshold=0.02)
-        assert rec is SimulationRecommendation.REFINE
-        assert "deploy threshold 0.0800" in why
+        # a sure effect of 0.06 (sigma 0): DEPLOY against 0.05, REFINE against 0.08
+        assert predict(0.06, 1.0, 0.0, 0.0, None, **RULE).recommendation is SimulationRecommendation.DEPLOY
+        p = predict(0.06, 1.0, 0.0, 0.0, None, **{**RULE, "deploy_threshold": 0.08})
+        assert p.recommendation is SimulationRecommendation.REFINE
+        assert "P(effect >= 0.08) = 0.00" in p.rationale
+
+
+class TestPredictiveRecommendation:
+    """SPEC: the recommendation comes from P(true effect ...) against `min_probability`, not the point ATE."""
+
+    def test_just_above_the_deploy_threshold_with_priors_is_refine(self):
+        # priors: s_t = 0.25 b_t, tau 0; ATE 0.052 with G = 1.04 -> sigma 0.013, P(>= 0.05) = 0.56 < 0.70
+        p = predict(0.052, 1.04, 0.25 * 0.05, 0.0, None, **RULE)
+        assert p.sigma_delta == pytest.approx(1.04 * 0.0125)
+        assert p.prob_above_deploy == pytest.approx(stats.norm.cdf(0.002 / p.sigma_delta))
+        assert p.recommendation is SimulationRecommendation.REFINE
+        assert "P(effect >= 0.05) = 0.56" in p.rationale
+
+    def test_a_large_effect_is_deploy_and_a_middling_one_refine(self):
+        assert predict(0.12, 1.0, 0.03, 0.0, None, **RULE).recommendation is SimulationRecommendation.DEPLOY
+        # realistic: ATE 0.04 with sd 0.01 is worth refining, not deploying
+        p = predict(0.04, 1.0, 0.01, 0.0, None, **RULE)
+        assert p.recommendation is SimulationRecommendation.REFINE
+        assert p.prob_above_refine == pytest.approx(stats.norm.cdf(2.0))
+
+    def test_student_t_when_calibrated(self):
+        p = predict(0.06, 1.0, 0.005, 0.004, 5.0, **RULE)
+        sigma = math.hypot(0.005, 0.004)
+        assert p.sigma_delta == pytest.approx(sigma)
+        assert p.prob_above_deploy == pytest.approx(stats.t.cdf(0.01 / sigma, 5.0))
+
+    def test_mean_modifier_and_vectorised_segments_agree(self):
+        assert mean_modifier(0.06, 0.05, 9.0) == pytest.approx(1.2)
+        assert mean_modifier(0.0, 0.0, 1.3) == 1.3
+        ates = np.array([0.01, 0.05, 0.07, -0.02])
+        many = prob_at_least_many(ates, 0.05, 1.0, 0.0125, 0.003, 0.05, 4.0)
+        one = [predict(a, a / 0.05, 0.0125, 0.003, 4.0, **RULE).prob_above_deploy for a in ates]
+        np.testing.assert_allclose(many, one, rtol=1e-12)
+        # sigma 0: a step function, ties count as reached
+        steps = prob_at_least_many(ates, 0.05, 1.0, 0.0, 0.0, 0.05, None)
+        np.testing.assert_array_equal(steps, [0, 1, 1, 0])

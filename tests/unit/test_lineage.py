@@ -197,7 +197,8 @@ def test_train_with_tracking_registers_the_champion_in_one_call(tmp_path: Path):
     run = mlflow.MlflowClient(tracking_uri=tracker.tracking_uri).get_run(gen.lineage.run_id)
     assert run.data.metrics["r2"] == pytest.approx(metrics.r2)
     loaded = load_generator(
-        f"models:/{SETTINGS.registered_model_name}@{SETTINGS.champion_alias}", tracking_uri=tracker.tracking_uri
+        f"models:/{SETTINGS.registered_model_name}@{SETTINGS.champion_alias}",
+        tracking_uri=tracker.tracking_uri,
     )
     assert loaded.generate(300, seed=2).frame.equals(gen.generate(300, seed=2).frame)
     untracked = TwinGenerator("hcp", "Kisqali", permutation_repeats=1)

@@ -97,6 +97,7 @@ class TestFrozenResults:
                 "n": 12,
                 "ci_lower": None,
                 "ci_upper": None,
+                "prob_above_deploy": None,
             }
         ]
         with pytest.raises(ValueError, match=r"`n` must be a non-negative integer; got -1"):

@@ -13,7 +13,7 @@ from twinkernel import prediction as P
 from twinkernel.config import get_config
 
 REC = get_config().simulation.recommendations
-MIN_P = get_config().calibration.min_probability
+MIN_P = get_config().simulation.recommendations.min_probability
 PRIOR_RSD = get_config().simulation.intervention_effects.prior_relative_sd
 
 

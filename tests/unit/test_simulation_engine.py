@@ -26,7 +26,6 @@ from twinkernel import (
 )
 from twinkernel.effect_model import duration_factor
 from twinkernel.kernels import effects as K
-from twinkernel.simulation_engine.decisions import recommend
 
 EMAIL = InterventionConfig(intervention_type="email_campaign", channel="email")
 SIX_TYPES = tuple(t.value for t in InterventionType)
@@ -233,7 +232,7 @@ class TestBoundaryConditions:
         assert result.simulated_ate < 0
         assert result.simulated_ci_upper < 0
         assert result.recommendation is SimulationRecommendation.SKIP
-        assert result.recommendation_rationale.startswith("harmful")
+        assert result.recommendation_rationale.startswith("skip (harmful)")
         # A large harmful effect is never DEPLOY (the original compared |ATE| with the threshold).
         strong = EffectModel(
             effects=config.simulation.intervention_effects,
@@ -259,47 +258,42 @@ class TestBoundaryConditions:
 
 class TestRecommendation:
     @pytest.mark.parametrize(
-        ("ate", "lo", "hi", "expected", "phrase"),
+        ("base_effect", "expected", "phrase"),
         [
-            (-0.04, -0.06, -0.02, SimulationRecommendation.SKIP, "harmful"),
-            (-0.01, -0.03, 0.01, SimulationRecommendation.SKIP, "below the refine threshold"),
-            (0.015, 0.010, 0.020, SimulationRecommendation.SKIP, "below the refine threshold"),
-            (0.03, -0.01, 0.07, SimulationRecommendation.REFINE, "contains 0"),
-            (0.03, 0.02, 0.04, SimulationRecommendation.REFINE, "between the refine threshold"),
-            (0.06, 0.001, 0.081, SimulationRecommendation.REFINE, "wider"),
-            (0.06, 0.05, 0.07, SimulationRecommendation.DEPLOY, "run the real test"),
+            (-0.04, SimulationRecommendation.SKIP, "harmful"),
+            (0.005, SimulationRecommendation.SKIP, "skip: P(effect >= 0.02)"),
+            (0.035, SimulationRecommendation.REFINE, "refine: P(effect >= 0.02)"),
+            (0.052, SimulationRecommendation.REFINE, "P(effect >= 0.05) = 0.5"),
+            (0.09, SimulationRecommendation.DEPLOY, "deploy: P(effect >= 0.05)"),
         ],
     )
-    def test_rules_in_order(self, config, ate, lo, hi, expected, phrase):
-        rec_cfg = config.simulation.recommendations
-        rec, rationale = recommend(
-            ate,
-            lo,
-            hi,
-            0.95,
-            deploy_threshold=rec_cfg.deploy_threshold,
-            refine_threshold=rec_cfg.refine_threshold,
+    def test_rules_in_order(self, make_engine, config, base_effect, expected, phrase):
+        # uniform twins (modifier product 1.0), no noise: the ATE is the base effect exactly; with priors
+        # sigma_delta = prior_relative_sd * |b| and the probabilities decide (SPEC).
+        engine = _engine(
+            _uniform_population(300, decile=6, digital_engagement_score=0.5, baseline_propensity=0.5),
+            effect_model=_noiseless(config, base_effect=base_effect),
         )
-        assert rec is expected
-        assert phrase in rationale
+        result = engine.simulate(EMAIL, seed=1)
+        assert result.simulated_ate == pytest.approx(base_effect, rel=1e-12)
+        sd = config.simulation.intervention_effects.prior_relative_sd * abs(base_effect)
+        assert result.effect_uncertainty_sd == pytest.approx(sd, rel=1e-9)
+        assert result.prob_above_deploy == pytest.approx(stats.norm.cdf((base_effect - 0.05) / sd), abs=1e-12)
+        assert result.prob_harmful == pytest.approx(stats.norm.cdf(-base_effect / sd), abs=1e-12)
+        assert result.recommendation is expected
+        assert phrase in result.recommendation_rationale
 
     def test_engine_threshold_is_the_deploy_threshold(self, make_engine, config):
-        rec_cfg = config.simulation.recommendations
         engine = make_engine(100, min_effect_threshold=0.08)
         assert engine.min_effect_threshold == 0.08
-        noiseless = make_engine(
-            300, min_effect_threshold=0.08, effect_model=_noiseless(config, base_effect=0.06)
-        )
-        result = noiseless.simulate(InterventionConfig(intervention_type="email_campaign"), seed=1)
-        expected = recommend(
-            result.simulated_ate,
-            result.simulated_ci_lower,
-            result.simulated_ci_upper,
-            0.95,
-            deploy_threshold=0.08,
-            refine_threshold=rec_cfg.refine_threshold,
-        )
-        assert (result.recommendation, result.recommendation_rationale) == expected
+        uniform = _uniform_population(300, decile=6, digital_engagement_score=0.5, baseline_propensity=0.5)
+        model = _noiseless(config, base_effect=0.12)
+        at_05 = _engine(uniform, effect_model=model).simulate(EMAIL, seed=1)
+        at_11 = _engine(uniform, min_effect_threshold=0.11, effect_model=model).simulate(EMAIL, seed=1)
+        assert at_05.recommendation is SimulationRecommendation.DEPLOY
+        # sigma_delta = 0.25 * 0.12 = 0.03: P(effect >= 0.11) = 0.63 < 0.70 -> REFINE
+        assert at_11.prob_above_deploy == pytest.approx(stats.norm.cdf(0.01 / 0.03), abs=1e-12)
+        assert at_11.recommendation is SimulationRecommendation.REFINE
         with pytest.raises(ValueError, match="min_effect_threshold"):
             make_engine(100, min_effect_threshold=1.5)
 
@@ -641,10 +635,14 @@ class TestHardening:
             pl.DataFrame({"decile": rng.integers(1, 11, 300), "baseline_outcome": values})
         )
         result = _engine(pop).simulate(EMAIL, seed=1)
+        # 1e200 is beyond simulation.population_checks.max_abs_value: counted, defaulted and named, so the
+        # outcome variance stays finite (it once crashed the sample size; decisions.sample_size also
+        # guards a non-finite sd itself, see test_decisions.py)
         assert result.status is SimulationStatus.COMPLETED
-        assert result.statistical_power is None and result.effect_size_cohens_d is None
-        assert result.outcome_std is None
-        assert any("not finite" in w for w in result.warnings)
+        assert result.data_quality["baseline_outcome"]["defaulted"] == 1
+        assert any("baseline_outcome" in w for w in result.warnings)
+        assert result.outcome_std is not None and math.isfinite(result.outcome_std)
+        assert result.statistical_power is not None and result.assurance is not None
 
     def test_power_at_zero_effect_is_alpha(self, config, make_engine):
         engine = make_engine(500, effect_model=_noiseless(config, base_effect=0.0))

@@ -7,7 +7,11 @@ from dataclasses import dataclass
 
 from .intervention import InterventionConfig, PopulationFilter
 
-__all__ = ["SimulationRequest"]
+__all__ = ["RESULT_SCHEMA_VERSION", "SimulationRequest"]
+
+RESULT_SCHEMA_VERSION = "2"
+"""Bumped when results change meaning without a kernel change (2: predictive recommendation, issue 10).
+Part of every request identity, so a cache never serves results of an older meaning."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class SimulationRequest:
                 f"seed={self.seed}",
                 f"het={int(self.calculate_heterogeneity)}",
                 f"kernel={self.kernel_version}",
+                f"schema={RESULT_SCHEMA_VERSION}",
                 f"effects={self.effect_model_id}",
             )
         )

@@ -41,6 +41,8 @@ class SegmentEffect(BaseModel):
     n: int = Field(ge=0)
     ci_lower: float | None = None
     ci_upper: float | None = None
+    prob_above_deploy: float | None = None
+    """P(the segment's true effect ≥ the deploy threshold), from the prediction model (SPEC)."""
 
     def __getitem__(self, name: str) -> float | int | None:
         if name not in type(self).model_fields:
@@ -141,6 +143,47 @@ class SimulationResult(BaseModel):
     from_cache: bool = False
     request_digest: str | None = None
     """SHA-256 of the :class:`~twinkernel.models.SimulationRequest` this result answers (cache key input)."""
+    # What a real experiment would measure (SPEC "Uncertainty that means something"); None when FAILED.
+    effect_uncertainty_sd: float | None = Field(default=None, ge=0.0)
+    """σ_δ: SD of the true effect of a real deployment on this population, √(G² s_t² + τ_t²)."""
+    between_experiment_sd: float | None = Field(default=None, ge=0.0)
+    """τ_t: how far real experiments of this type scatter around the model (0 with priors)."""
+    prediction_df: float | None = None
+    """Student-t degrees of freedom of predictions (J − 1 if calibrated from J experiments); None: normal."""
+    prob_harmful: float | None = Field(default=None, ge=0.0, le=1.0)
+    prob_above_deploy: float | None = Field(default=None, ge=0.0, le=1.0)
+    prob_above_refine: float | None = Field(default=None, ge=0.0, le=1.0)
+    assurance: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Probability that a real test of the recommended size comes out significant and positive."""
+
+    def prediction_interval(
+        self, n_per_arm: float | None = None, confidence_level: float | None = None
+    ) -> tuple[float, float]:
+        """The interval a real test of ``n_per_arm`` units per arm would observe the ATE in.
+
+        μ ± q·√(σ_δ² + 2σ_y²/m), q from the normal (priors) or Student's t with :attr:`prediction_df`.
+        ``n_per_arm=None``: the recommended sample size; ``math.inf``: the interval for the true effect δ.
+        ``confidence_level=None``: the result's level.
+
+        Raises
+        ------
+        ValueError
+            For a result without prediction quantities (FAILED, or from an older version).
+        """
+        from ..prediction import prediction_interval
+
+        if self.effect_uncertainty_sd is None or self.outcome_std is None:
+            raise ValueError(
+                f"this result has no prediction quantities (status {self.status.value}); "
+                "only completed simulations have a prediction interval"
+            )
+        m = self.recommended_sample_size if n_per_arm is None else n_per_arm
+        if m is None:
+            raise ValueError("`n_per_arm` must be given: the result has no recommended sample size")
+        level = self.confidence_level if confidence_level is None else confidence_level
+        return prediction_interval(
+            self.simulated_ate, self.effect_uncertainty_sd, self.outcome_std**2, m, level, self.prediction_df
+        )
 
     @property
     def ci_width(self) -> float:

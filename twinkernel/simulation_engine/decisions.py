@@ -1,5 +1,5 @@
-"""The engine's decision rules as pure functions: critical values, recommendation, sample size and power,
-simulation confidence, threshold checks.
+"""The engine's decision rules as pure functions: critical values, the predictive recommendation, sample size,
+power and assurance, simulation confidence, threshold checks.
 
 Nothing here reads the configuration: the engine passes the numbers in, so each rule is tested directly.
 """
@@ -13,15 +13,20 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from .. import prediction as P
 from ..models import SimulationRecommendation
 
 __all__ = [
+    "Prediction",
     "SampleSize",
+    "assurance",
     "check_thresholds",
     "critical_value",
     "critical_values",
+    "mean_modifier",
     "normal_quantile",
-    "recommend",
+    "predict",
+    "prob_at_least_many",
     "sample_size",
     "simulation_confidence",
     "two_sided_power",
@@ -75,53 +80,99 @@ def check_thresholds(deploy_threshold: float, refine_threshold: float) -> None:
         )
 
 
-def recommend(
-    ate: float,
-    ci_lower: float,
-    ci_upper: float,
-    confidence_level: float,
-    deploy_threshold: float,
-    refine_threshold: float,
-) -> tuple[SimulationRecommendation, str]:
-    """DEPLOY / REFINE / SKIP from the ATE and its interval, and a rationale that quotes the numbers.
+@dataclass(frozen=True)
+class Prediction:
+    """What a real deployment / test would show (SPEC "Uncertainty that means something")."""
 
-    In order: the whole interval below 0 is SKIP ("harmful"); an ATE below the refine threshold is SKIP;
-    an interval containing 0 is REFINE; an ATE below the deploy threshold is REFINE; an interval wider than
-    |ATE| is REFINE; otherwise DEPLOY.
+    sigma_delta: float
+    prob_harmful: float
+    prob_above_deploy: float
+    prob_above_refine: float
+    recommendation: SimulationRecommendation
+    rationale: str
+
+
+def mean_modifier(ate: float, base_effect: float, nominal: float) -> float:
+    """G = μ / b_t, the population's mean modifier product; ``nominal`` stands in when b_t is 0.
 
     Examples
     --------
-    >>> recommend(0.06, 0.05, 0.07, 0.95, deploy_threshold=0.05, refine_threshold=0.02)[0].value
-    'deploy'
+    >>> mean_modifier(0.06, 0.05, 1.0), mean_modifier(0.0, 0.0, 1.3)
+    (1.2, 1.3)
     """
-    refine, deploy = refine_threshold, deploy_threshold
-    lo, hi = ci_lower, ci_upper
-    ci = f"{confidence_level:.0%} CI [{lo:.4f}, {hi:.4f}]"
-    if hi < 0.0:
-        return SimulationRecommendation.SKIP, (
-            f"harmful: ATE {ate:.4f} with the whole {ci} below 0; do not test this intervention"
-        )
-    if ate < refine:
-        return SimulationRecommendation.SKIP, (
-            f"ATE {ate:.4f} is below the refine threshold {refine:.4f} ({ci}); not worth a real test"
-        )
-    if lo <= 0.0 <= hi:
-        return SimulationRecommendation.REFINE, (
-            f"{ci} contains 0 (ATE {ate:.4f}); refine the intervention or its targeting"
-        )
-    if ate < deploy:
-        return SimulationRecommendation.REFINE, (
-            f"ATE {ate:.4f} is between the refine threshold {refine:.4f} and the deploy threshold "
-            f"{deploy:.4f} ({ci}); refine before testing"
-        )
-    if hi - lo > abs(ate):
-        return SimulationRecommendation.REFINE, (
-            f"{ci} is wider ({hi - lo:.4f}) than |ATE| {abs(ate):.4f}; the effect is too uncertain"
-        )
-    return SimulationRecommendation.DEPLOY, (
-        f"ATE {ate:.4f} is at or above the deploy threshold {deploy:.4f} and the {ci} excludes 0; "
-        f"run the real test"
+    return ate / base_effect if base_effect != 0.0 else nominal
+
+
+def predict(
+    ate: float,
+    mean_mod: float,
+    base_sd: float,
+    tau: float,
+    df: float | None,
+    *,
+    deploy_threshold: float,
+    refine_threshold: float,
+    min_probability: float,
+) -> Prediction:
+    """σ_δ = √(G² s_t² + τ_t²), the probabilities and the recommendation from them.
+
+    In order, with p = ``min_probability``: P(δ < 0) ≥ p → SKIP ("harmful"); P(δ ≥ deploy) ≥ p → DEPLOY;
+    P(δ ≥ refine) ≥ p → REFINE; otherwise SKIP. The rationale quotes the ATE and the probabilities.
+
+    Examples
+    --------
+    >>> p = predict(0.055, 1.1, 0.0125, 0.0, None, deploy_threshold=0.05, refine_threshold=0.02,
+    ...             min_probability=0.7)
+    >>> p.recommendation.value, round(p.prob_above_deploy, 2)
+    ('refine', 0.64)
+    """
+    sigma = P.effect_uncertainty_sd(mean_mod, base_sd, tau)
+    harm = P.prob_harmful(ate, sigma, df)
+    above_deploy = P.prob_at_least(ate, sigma, deploy_threshold, df)
+    above_refine = P.prob_at_least(ate, sigma, refine_threshold, df)
+    rec, why = P.recommend(
+        harm, above_deploy, above_refine, min_probability, deploy_threshold, refine_threshold
     )
+    rationale = f"{why}; ATE {ate:.4f}, effect uncertainty sd {sigma:.4f}"
+    return Prediction(sigma, harm, above_deploy, above_refine, SimulationRecommendation(rec), rationale)
+
+
+def prob_at_least_many(
+    ates: np.ndarray,
+    base_effect: float,
+    nominal: float,
+    base_sd: float,
+    tau: float,
+    x: float,
+    df: float | None,
+) -> np.ndarray:
+    """P(δ ≥ x) for many effects at once (segments), each with its own G = ate / b_t (one vectorised call).
+
+    Equals :func:`twinkernel.prediction.prob_at_least` element by element.
+
+    Examples
+    --------
+    >>> [round(float(v), 3) for v in prob_at_least_many(np.array([0.04, 0.06]), 0.05, 1.0, 0.0125, 0.0,
+    ...                                                  0.05, None)]
+    [0.261, 0.739]
+    """
+    g = ates / base_effect if base_effect != 0.0 else np.full(ates.shape, nominal)
+    sigma = np.sqrt((g * base_sd) ** 2 + tau**2)
+    out = (ates >= x).astype(np.float64)  # the step function where σ_δ = 0
+    pos = sigma > 0.0
+    if pos.any():
+        z = (ates[pos] - x) / sigma[pos]
+        out[pos] = sps.norm.cdf(z) if df is None else sps.t.cdf(z, df)
+    return out
+
+
+def assurance(
+    ate: float, sigma_delta: float, outcome_sd: float, per_arm: int, alpha: float, df: float | None
+) -> float | None:
+    """Assurance of a real test of ``per_arm`` per arm (``None`` when the outcome variance is unknown)."""
+    if not math.isfinite(outcome_sd):
+        return None
+    return P.assurance(ate, sigma_delta, outcome_sd**2, per_arm, alpha, df)
 
 
 @dataclass(frozen=True)

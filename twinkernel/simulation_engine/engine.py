@@ -349,6 +349,7 @@ class SimulationEngine:
         if call.heterogeneity:
             t = time.perf_counter()
             het = heterogeneity(self.population, self.config, fused, call.confidence_level, ci.boot)
+            het = self._segment_probabilities(het, call.params)
             timings["heterogeneity_ms"] = (time.perf_counter() - t) * 1e3
         dq = data_quality(self.population, fused.counts, sel.index)
         decision = self._decide(ci, sel, call, dq, warnings)
@@ -517,14 +518,9 @@ class SimulationEngine:
         )
         if not math.isfinite(outcome_sd):
             warnings.append("the outcome variance is not finite: power and Cohen's d are not reported")
-        recommendation, rationale = D.recommend(
-            interval.ate,
-            interval.ci_lower,
-            interval.ci_upper,
-            call.confidence_level,
-            deploy_threshold=self.min_effect_threshold,
-            refine_threshold=rec.refine_threshold,
-        )
+        p = call.params
+        pred = self._predict(interval.ate, p)
+        assurance = D.assurance(interval.ate, pred.sigma_delta, outcome_sd, size.per_arm, rec.alpha, p.df)
         confidence, fidelity_reason = self._confidence(interval, sel.n, warnings)
         if "effect" in data_quality:
             warnings.append(
@@ -532,8 +528,8 @@ class SimulationEngine:
                 f"±{call.params.value(K.P_CAP)} and were clamped"
             )
         return dict(
-            recommendation=recommendation,
-            recommendation_rationale=rationale,
+            recommendation=pred.recommendation,
+            recommendation_rationale=pred.rationale,
             recommended_sample_size=size.per_arm,
             simulation_confidence=confidence,
             fidelity_warning=fidelity_reason is not None,
@@ -541,6 +537,43 @@ class SimulationEngine:
             effect_size_cohens_d=size.cohens_d,
             statistical_power=size.power,
             outcome_std=outcome_sd if math.isfinite(outcome_sd) else None,
+            effect_uncertainty_sd=pred.sigma_delta,
+            between_experiment_sd=p.tau,
+            prediction_df=p.df,
+            prob_harmful=pred.prob_harmful,
+            prob_above_deploy=pred.prob_above_deploy,
+            prob_above_refine=pred.prob_above_refine,
+            assurance=assurance,
+        )
+
+    def _segment_probabilities(self, het: EffectHeterogeneity, p: EffectParameters) -> EffectHeterogeneity:
+        """Each segment's P(true effect ≥ deploy threshold), so a user sees which segments merit a test."""
+        segments = het.segments()
+        if not segments:
+            return het
+        ates = np.array([seg.ate for _, _, seg in segments], dtype=np.float64)
+        nominal = p.value(K.P_INTENSITY) * p.value(K.P_DURATION) * p.value(K.P_CHANNEL)
+        probs = D.prob_at_least_many(
+            ates, p.value(K.P_BASE), nominal, p.base_sd, p.tau, self.min_effect_threshold, p.df
+        )
+        tables: dict[str, dict[str, Any]] = {f"by_{dim}": {} for dim, _, _ in segments}
+        for (dim, label, seg), prob in zip(segments, probs.tolist(), strict=True):
+            tables[f"by_{dim}"][label] = seg.model_copy(update={"prob_above_deploy": prob})
+        return EffectHeterogeneity(**{k: FrozenMapping(v) for k, v in tables.items()})
+
+    def _predict(self, ate: float, p: EffectParameters) -> D.Prediction:
+        """The prediction model for an effect ``ate`` simulated with parameters ``p`` (whole or segment)."""
+        rec = self.config.simulation.recommendations
+        nominal = p.value(K.P_INTENSITY) * p.value(K.P_DURATION) * p.value(K.P_CHANNEL)
+        return D.predict(
+            ate,
+            D.mean_modifier(ate, p.value(K.P_BASE), nominal),
+            p.base_sd,
+            p.tau,
+            p.df,
+            deploy_threshold=self.min_effect_threshold,
+            refine_threshold=rec.refine_threshold,
+            min_probability=rec.min_probability,
         )
 
     def _confidence(self, interval: Interval, n: int, warnings: list[str]) -> tuple[float, str | None]:

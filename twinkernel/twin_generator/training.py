@@ -363,7 +363,9 @@ chunk_size, leakage_tolerance, sklearn_threads
         else:
             tracker = track
         if tracker is not None:
-            self.lineage = tracker.log_training(self, self.metrics, data_fingerprint=L.data_fingerprint(frame))
+            self.lineage = tracker.log_training(
+                self, self.metrics, data_fingerprint=L.data_fingerprint(frame)
+            )
 
     # -----------------------------------------------------------------------------------------------------
     def generate(
