@@ -5,7 +5,7 @@ one fidelity score (:func:`twinkernel.fidelity_tracker.fidelity_score`). The sim
 type's base effect, so a calibration with factor k̂ (SD k_sd) and spread τ predicts experiment j as
 k̂·μ_j with σ_δ = √((μ_j·k_sd)² + τ²), μ_j the ATE the prior model simulates for j's config and filter
 (SPEC §3: G·s_t = (μ_j / b_t)·(b_t·k_sd)). A prior prediction is μ_j with σ_δ = |μ_j|·r (normal); a
-calibrated one uses Student's t with J − 1 degrees of freedom. One simulation per experiment, however
+calibrated one uses Student's t with J − 1 degrees of freedom (at least 1, as the engine does). One simulation per experiment, however
 many folds.
 """
 
@@ -75,8 +75,8 @@ def _prediction(
     """(predicted ATE, σ_δ, df) of one experiment under a calibration (None: the prior)."""
     if calibration is None:
         return mu_j, abs(mu_j) * r, None
-    df = float(calibration.df) if calibration.df >= 1 else None
-    return calibration.k_hat * mu_j, math.hypot(mu_j * calibration.k_sd, calibration.tau), df
+    sd = math.hypot(mu_j * calibration.k_sd, calibration.tau)
+    return calibration.k_hat * mu_j, sd, calibration.prediction_df
 
 
 def leave_one_out_score(
