@@ -203,6 +203,7 @@ class FidelityTracker:
         if self.auto_trigger_retraining and retraining_service is None:
             raise ValueError("`auto_trigger_retraining=True` needs a `retraining_service`; got None")
         self.last_triggered_job: Any = None
+        """The last job an automatic check created (None until one was)."""
 
     # --- recording ------------------------------------------------------------------------------------------
     def record_prediction(self, result: SimulationResult) -> FidelityRecord:
@@ -396,9 +397,12 @@ class FidelityTracker:
 
     def _maybe_retrain(self, model_id: str) -> None:
         try:
-            self.last_triggered_job = self.retraining_service.maybe_trigger_sync(model_id)
+            job = self.retraining_service.maybe_trigger_sync(model_id)
         except Exception as exc:  # retraining must never fail a validation
             logger.warning("automatic retraining check for model %s failed: %s", model_id, exc)
+            return
+        if job is not None:
+            self.last_triggered_job = job
 
     # --- reading --------------------------------------------------------------------------------------------
     def records(

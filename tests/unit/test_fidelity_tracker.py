@@ -106,7 +106,7 @@ class TestValidate:
 
         r2 = _sim(engine, seed=3)
         tracker.record_prediction(r2)
-        lo2, hi2 = r2.prediction_interval(n_per_arm=400)
+        _, hi2 = r2.prediction_interval(n_per_arm=400)
         v2 = tracker.validate(r2.simulation_id, hi2 + 0.01, actual_std_error=0.01, actual_sample_size=800)
         assert v2.ci_coverage is False
 
@@ -122,7 +122,7 @@ class TestValidate:
     def test_unknown_simulation_is_a_clear_error(self, repo):
         tracker = FidelityTracker(repo)
         with pytest.raises(
-            UnknownSimulationError, match="never recorded: call FidelityTracker.record_prediction"
+            UnknownSimulationError, match=r"never recorded: call FidelityTracker\.record_prediction"
         ):
             tracker.validate("7d7e0c4e-1111-4222-8333-944455556666", 0.05)
 

@@ -5,8 +5,8 @@ one fidelity score (:func:`twinkernel.fidelity_tracker.fidelity_score`). The sim
 type's base effect, so a calibration with factor k̂ (SD k_sd) and spread τ predicts experiment j as
 k̂·μ_j with σ_δ = √((μ_j·k_sd)² + τ²), μ_j the ATE the prior model simulates for j's config and filter
 (SPEC §3: G·s_t = (μ_j / b_t)·(b_t·k_sd)). A prior prediction is μ_j with σ_δ = |μ_j|·r (normal); a
-calibrated one uses Student's t with J − 1 degrees of freedom (at least 1, as the engine does). One simulation per experiment, however
-many folds.
+calibrated one uses Student's t with J − 1 degrees of freedom (at least 1, as the engine does). One
+simulation per experiment, however many folds.
 """
 
 from __future__ import annotations

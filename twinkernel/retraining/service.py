@@ -146,7 +146,7 @@ class TwinRetrainingService:
         self.repository = repository
         self.tracker = FidelityTracker(repository, config=self.config)
         self.training_data_provider = training_data_provider
-        if lineage is None:
+        if lineage is None and self.config.repository.lineage.enabled:  # mlflow is imported only then
             from ..lineage import lineage_from_config
 
             lineage = lineage_from_config(self.config)
