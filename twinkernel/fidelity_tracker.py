@@ -116,7 +116,7 @@ def assess_prediction(
     (0.0, 'excellent', True)
     >>> b = assess_prediction(0.01, 0.0, None)
     >>> round(b.prediction_error, 3), b.error_basis, b.grade.value
-    (0.2, 'absolute', 'fair')
+    (0.2, 'absolute', 'good')
     """
     cfg = config if config is not None else get_config()
     sim, act = float(simulated_ate), float(actual_ate)

@@ -41,6 +41,8 @@ CONFIGS = {
     "digital_engagement": InterventionConfig(intervention_type="digital_engagement", channel="digital"),
 }
 N_PER_ARM = 1500
+pytestmark = pytest.mark.slow  # a 20 000-HCP world, two trainings and an MLflow store: ~1.5 min
+
 TRAINING_ROWS = 4000  # history rows the twin model learns from (a seeded sample of the world's HCPs)
 
 
