@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from .config import TwinkernelConfig, get_config
-from .models import FidelityGrade, FidelityRecord, SimulationResult, SimulationStatus, grade_for_error
+from .models import (
+    FidelityGrade,
+    FidelityRecord,
+    FrozenMapping,
+    SimulationResult,
+    SimulationStatus,
+    grade_for_error,
+)
 from .models.experiment import ExperimentResult
 from .models.fidelity import (
     ERROR_BASIS_ABSOLUTE,
@@ -473,8 +480,8 @@ class FidelityTracker:
             fidelity_score=score,
             mean_absolute_error=mae,
             coverage_rate=coverage,
-            grade_counts=grades,
+            grade_counts=FrozenMapping(grades),
             degradation_detected=degraded,
             degradation_detail=detail,
-            by_intervention_type=by_type,
+            by_intervention_type=FrozenMapping(by_type),
         )

@@ -31,7 +31,7 @@ import polars as pl
 from ..config import AutoRetrainingConfig, TwinkernelConfig, get_config
 from ..effect_model import EffectModel
 from ..fidelity_tracker import FidelityTracker
-from ..models import PopulationFilter
+from ..models import FrozenMapping, PopulationFilter
 from ..models.retraining import JOB_TRANSITIONS, JobState, RetrainingDecision, RetrainingJob, TriggerReason
 from ..population import TwinPopulation
 from .scoring import LooScore, leave_one_out_score, prior_simulations
@@ -346,7 +346,7 @@ class TwinRetrainingService:
                 reason=str(text),
                 trigger_reasons=reasons,
                 max_attempts=self.settings.max_attempts,
-                config_overrides=dict(config_overrides or {}),
+                config_overrides=FrozenMapping(dict(config_overrides or {})),
                 trigger_fidelity=trigger_fidelity,
                 created_at=now,
                 updated_at=now,
@@ -387,7 +387,11 @@ class TwinRetrainingService:
 
     # --- running ----------------------------------------------------------------------------------------
     def run_pending_jobs(self) -> list[RetrainingJob]:
-        """Worker entry point: run every approved job in the repository, oldest first."""
+        """Worker entry point: run every approved job in the repository, oldest first.
+
+        A job left in ``training`` by a worker that died is not picked up again here (another worker may
+        still be running it); cancel it or move it on by hand.
+        """
         out = []
         for payload in self.repository.open_jobs():
             job = RetrainingJob.model_validate(payload)
@@ -397,7 +401,8 @@ class TwinRetrainingService:
 
     def run_job(self, job_id: str) -> RetrainingJob:
         """Run one approved job: training → completed, or back to approved / failed on an error."""
-        job = self._move(self.get_job(job_id), JobState.TRAINING, attempts=self.get_job(job_id).attempts + 1)
+        queued = self.get_job(job_id)
+        job = self._move(queued, JobState.TRAINING, attempts=queued.attempts + 1)
         with self._lock:
             self._counts["jobs_run"] += 1
         try:
