@@ -188,6 +188,8 @@ def format_loop(outcome: LoopOutcome) -> str:
         left = f"{_rec(b):<7} {b.simulated_ate:+.4f}"
         right = f"{_rec(a):<7} {a.simulated_ate:+.4f}"
         changed = "" if _rec(b) == _rec(a) else "  (changed)"
+        if a.recommendation_rationale.startswith("skip (harmful)"):
+            changed += "  harmful"
         lines.append(f"  {name}  {left}  ->  {right}{changed}")
     return "\n".join(lines)
 
