@@ -26,9 +26,9 @@ import numpy as np
 import polars as pl
 
 from twinkernel import InterventionConfig, SimulationEngine, SimulationResult, TwinPopulation
-from twinkernel import simulation_engine as _engine_module
 from twinkernel.config import PerformanceConfig, TwinkernelConfig, get_config
 from twinkernel.models import ADOPTION_STAGES
+from twinkernel.simulation_engine import engine as _engine_module
 
 __all__ = [
     "ADOPTION_PROBABILITIES",

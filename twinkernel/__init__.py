@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "TwinModelMetrics": ".twin_generator",
     "DigitalTwin": ".models",
     "EffectHeterogeneity": ".models",
+    "ExperimentResult": ".models",
     "FidelityGrade": ".models",
     "FidelityRecord": ".models",
     "InterventionConfig": ".models",
@@ -46,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "TwinType": ".models",
     "EffectModel": ".effect_model",
     "TwinPopulation": ".population",
+    "TwinRepository": ".repository",
     "SimulationEngine": ".simulation_engine",
     "compile": ".warmup",
 }
@@ -60,6 +62,7 @@ __all__ = [
     "DigitalTwin",
     "EffectHeterogeneity",
     "EffectModel",
+    "ExperimentResult",
     "FidelityGrade",
     "FidelityRecord",
     "InterventionConfig",
@@ -76,6 +79,7 @@ __all__ = [
     "TwinGenerator",
     "TwinModelMetrics",
     "TwinPopulation",
+    "TwinRepository",
     "TwinType",
     "TwinkernelConfig",
     "__version__",
@@ -94,6 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .models import (
         DigitalTwin,
         EffectHeterogeneity,
+        ExperimentResult,
         FidelityGrade,
         FidelityRecord,
         InterventionConfig,
@@ -106,6 +111,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         TwinType,
     )
     from .population import TwinPopulation
+    from .repository import TwinRepository
     from .simulation_cache import CacheStats, SimulationCache, SimulationCacheConfig
     from .simulation_engine import SimulationEngine
     from .twin_generator import Constraint, QualityReport, TwinGenerator, TwinModelMetrics

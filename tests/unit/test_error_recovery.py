@@ -73,7 +73,7 @@ def test_malformed_intervention_config():
     }
     message = str(info.value)
     assert "less than or equal to 10" in message  # the allowed range is named
-    assert "target deciles must be between 1 and 10; got [0]" in message
+    assert "`target_deciles` must be between 1 and 10; got [0]" in message
 
     with pytest.raises(ValidationError) as info:
         PopulationFilter.model_validate_json(

@@ -9,6 +9,7 @@ from .enums import (
     SimulationStatus,
     TwinType,
 )
+from .experiment import ExperimentResult
 from .fidelity import FidelityRecord, grade_for_error
 from .intervention import InterventionConfig, PopulationFilter, known_extra_params
 from .request import SimulationRequest
@@ -20,6 +21,7 @@ __all__ = [
     "SEGMENT_DIMENSIONS",
     "DigitalTwin",
     "EffectHeterogeneity",
+    "ExperimentResult",
     "FidelityGrade",
     "FidelityRecord",
     "FrozenMapping",

@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import date
+from statistics import NormalDist
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from scipy import stats
 
 from .intervention import InterventionConfig, PopulationFilter
 
@@ -146,7 +146,7 @@ class ExperimentResult(BaseModel):
         if self.std_error is not None:
             return self.std_error
         assert self.ci_lower is not None and self.ci_upper is not None and self.confidence_level is not None
-        z = float(stats.norm.ppf(0.5 + self.confidence_level / 2.0))
+        z = NormalDist().inv_cdf(0.5 + self.confidence_level / 2.0)  # stdlib: models never import scipy
         return (self.ci_upper - self.ci_lower) / (2.0 * z)
 
     @property

@@ -352,8 +352,8 @@ chunk_size, leakage_tolerance, sklearn_threads
 
     def _track(self, track: Any, frame: pl.DataFrame) -> None:
         """Log the training run to MLflow when asked to (see ``train(track=...)``)."""
-        if track is False:
-            return
+        if track is False or (track is None and not self.config.repository.lineage.enabled):
+            return  # MLflow is imported only when lineage is asked for
         from .. import lineage as L
 
         if track is None:
