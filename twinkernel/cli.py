@@ -2,7 +2,10 @@
 
 ``twinkernel demo`` runs the main job on embedded defaults (no server needed): it builds a synthetic HCP
 world, trains a twin model on its history, generates a population of twins and simulates the six
-intervention types on it, printing one table.
+intervention types on it, printing one table. Then the learning loop: real (synthetic) experiments for four
+types are validated against the predictions, which triggers a retraining job; a worker runs it (refit and
+recalibration, promoted only when leave-one-experiment-out fidelity improves) and the six are simulated
+again, printing fidelity before and after and how each recommendation changed (``--no-loop`` skips it).
 
 Exit codes: 0 when every simulation completed, 1 when one FAILED (the table says which and why), 2 for
 bad input (a one-line message naming the option or file and the rule, never a traceback), 130 on
@@ -58,13 +61,35 @@ CI_METHODS: tuple[str, ...] = typing.get_args(_SimulationConfig.model_fields["ci
 SIX_INTERVENTIONS: tuple[InterventionConfig, ...] = (
     InterventionConfig(intervention_type="email_campaign", channel="email", duration_weeks=8),
     InterventionConfig(
-        intervention_type="call_frequency_increase", duration_weeks=12, extra_params={"additional_calls": 2},  # type: ignore[arg-type]
+        intervention_type="call_frequency_increase",
+        duration_weeks=12,
+        extra_params={"additional_calls": 2},  # type: ignore[arg-type]
     ),
     InterventionConfig(intervention_type="speaker_program_invitation", duration_weeks=8),
     InterventionConfig(intervention_type="sample_distribution", duration_weeks=8),
     InterventionConfig(intervention_type="peer_influence_activation", duration_weeks=8),
     InterventionConfig(intervention_type="digital_engagement", channel="digital", duration_weeks=8),
 )
+
+
+DEMO_TRUE_EFFECT_FACTORS: dict[str, float] = {
+    "email_campaign": 0.4,
+    "call_frequency_increase": 1.5,
+    "speaker_program_invitation": 0.6,
+    "sample_distribution": -1.0,
+    "peer_influence_activation": 1.2,
+    "digital_engagement": 1.8,
+}
+"""The demo world's true base effects as multiples of the priors (the priors are wrong; one type harms)."""
+DEMO_TESTED_TYPES: tuple[str, ...] = (
+    "email_campaign",
+    "speaker_program_invitation",
+    "sample_distribution",
+    "digital_engagement",
+)
+"""Types the demo runs real (synthetic) experiments for; the other two keep their priors."""
+DEMO_EXPERIMENTS_PER_TYPE = 6
+DEMO_MAX_N_PER_ARM = 1500
 
 
 class CliError(Exception):
@@ -295,7 +320,9 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
         progress.done(_steps_text(steps))
 
     progress.start(f"building a synthetic HCP world ({args.history_hcps:,} HCPs x {args.months} months)")
-    world = synthetic.hcp_world(args.history_hcps, months=args.months, seed=args.seed)
+    world = synthetic.hcp_world(
+        args.history_hcps, months=args.months, seed=args.seed, true_effect_factors=DEMO_TRUE_EFFECT_FACTORS
+    )
     training = synthetic.hcp_training_frame(world)
     progress.done()
 
@@ -328,8 +355,40 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
         for ic in SIX_INTERVENTIONS
     ]
     progress.done()
+    if args.no_loop:
+        return report_results(results, args.json, out, err)
 
-    return report_results(results, args.json, out, err)
+    from .retraining.demo import format_loop, run_learning_loop
+
+    outcome = run_learning_loop(
+        world=world,
+        population=population,
+        generator=generator,
+        training_frame=training,
+        interventions=SIX_INTERVENTIONS,
+        tested_types=DEMO_TESTED_TYPES,
+        experiments_per_type=DEMO_EXPERIMENTS_PER_TYPE,
+        n_per_arm=min(DEMO_MAX_N_PER_ARM, args.history_hcps // 2),
+        seed=args.seed,
+        before=results,
+        simulate=lambda eng, ic: eng.simulate(ic, seed=args.seed, ci_method=args.ci_method, use_cache=False),
+        config=config,
+        progress=progress,
+    )
+    if args.json:
+        json.dump(
+            {"results": [r.model_dump(mode="json") for r in results], "loop": outcome.to_dict()},
+            out,
+            indent=2,
+        )
+        out.write("\n")
+        code = exit_code([*results, *outcome.after])
+    else:
+        code = report_results(results, False, out, err)
+        print(file=out)
+        print(format_loop(outcome), file=out)
+        code = max(code, exit_code(outcome.after))
+    return code
 
 
 def report_results(results: Sequence[SimulationResult], as_json: bool, out: TextIO, err: TextIO) -> int:
@@ -404,7 +463,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--config", default=None, help=f"configuration file (default: ${ENV_CONFIG_PATH} or packaged)"
     )
-    demo.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    demo.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON instead of a table: {results, loop} (a list of results with --no-loop)",
+    )
+    demo.add_argument(
+        "--no-loop",
+        action="store_true",
+        help="only simulate: skip the loop (experiments, validation, fidelity, retraining, simulate again)",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress on stderr")
     demo.set_defaults(func=run_demo)
 

@@ -380,6 +380,8 @@ class AutoRetrainingConfig(_Section):
     require_approval: bool
     max_attempts: int = Field(ge=1, le=100)
     notification_webhook: str | None = None
+    webhook_timeout_seconds: float = Field(gt=0.0, le=600.0)
+    simulation_seed: int = Field(ge=0, lt=2**63)
 
 
 # --- calibration (learning from real experiments) ---------------------------------------------------------

@@ -267,7 +267,8 @@ def test_demo_runs_end_to_end(capsys):
     )
     assert code == 0
     captured = capsys.readouterr()
-    results = json.loads(captured.out)
+    shown = json.loads(captured.out)
+    results = shown["results"]
     assert [r["intervention_config"]["intervention_type"] for r in results] == [
         ic.intervention_type for ic in cli.SIX_INTERVENTIONS
     ]
@@ -276,7 +277,32 @@ def test_demo_runs_end_to_end(capsys):
         assert r["twin_count"] == 20000
         assert r["recommendation"] in ("deploy", "refine", "skip")
         assert r["seed"] == 3
+    # the learning loop: validations trigger a job, the worker runs it, held-out fidelity improves
+    loop = shown["loop"]
+    assert loop["n_experiments"] == len(cli.DEMO_TESTED_TYPES) * cli.DEMO_EXPERIMENTS_PER_TYPE
+    assert loop["fidelity_before"]["n_validations"] == loop["n_experiments"]
+    assert loop["job"]["state"] == "completed" and loop["job"]["promoted"] is True
+    assert loop["job"]["candidate_score"] > loop["job"]["current_score"]
+    prior, after = loop["held_out_fidelity_prior"], loop["held_out_fidelity_after"]
+    assert prior["n_validations"] == after["n_validations"] == len(cli.DEMO_TESTED_TYPES)
+    assert after["fidelity_score"] > get_config().auto_retraining.fidelity_threshold > prior["fidelity_score"]
+    assert loop["champion_id"] != loop["model_id"]
+    by_type = {r["intervention_config"]["intervention_type"]: r for r in loop["results_after"]}
+    assert by_type["sample_distribution"]["recommendation"] == "skip"  # harmful in the demo world
+    assert "harmful" in by_type["sample_distribution"]["recommendation_rationale"]
+    for t in {ic.intervention_type for ic in cli.SIX_INTERVENTIONS} - set(cli.DEMO_TESTED_TYPES):
+        assert f"{t}: prior" in loop["effect_provenance"]
     steps = [line.strip() for line in captured.err.splitlines() if line.startswith("  ")]
     compile_lines = [s for s in steps if s.startswith("compile kernels")]
     assert len(compile_lines) == 1 and compile_lines[0].split(" ... ")[1].split()[1] == "s"
     assert float(compile_lines[0].split(" ... ")[1].split()[0]) >= 0.0
+
+
+def test_demo_loop_flag_and_json_shape():
+    """The loop runs by default; --no-loop keeps the plain simulate-only demo (JSON: a list of results)."""
+    parser = cli.build_parser()
+    assert parser.parse_args(["demo"]).no_loop is False
+    assert parser.parse_args(["demo", "--no-loop", "--json"]).no_loop is True
+    assert set(cli.DEMO_TESTED_TYPES) <= {ic.intervention_type for ic in cli.SIX_INTERVENTIONS}
+    assert set(cli.DEMO_TRUE_EFFECT_FACTORS) == {ic.intervention_type for ic in cli.SIX_INTERVENTIONS}
+    assert any(f < 0 for f in cli.DEMO_TRUE_EFFECT_FACTORS.values())  # one harmful type to learn

@@ -478,6 +478,14 @@ class TwinRepository:
             stmt = stmt.where(c.model_id == str(model_id))
         return [r[0] for r in self._rows(stmt.order_by(c.created_at, c.id))]
 
+    def jobs(self, model_id: str | None = None) -> list[dict[str, Any]]:
+        """Retraining jobs in every state (of one model, or all), oldest first."""
+        c = S.retraining_jobs.c
+        stmt = sa.select(c.payload)
+        if model_id is not None:
+            stmt = stmt.where(c.model_id == str(model_id))
+        return [r[0] for r in self._rows(stmt.order_by(c.created_at, c.id))]
+
     def get_experiment(self, experiment_id: str) -> dict[str, Any] | None:
         """One experiment's payload; ``None`` if absent."""
         return self._payload(S.experiments, experiment_id)

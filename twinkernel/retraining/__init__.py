@@ -1,0 +1,21 @@
+"""Retraining: decisions, durable jobs, leave-one-experiment-out scoring (see :mod:`.service`)."""
+
+from .scoring import LooScore, leave_one_out_score, prior_simulations
+from .service import (
+    ServingModel,
+    TrainingData,
+    TrainingDataProvider,
+    TwinRetrainingConfig,
+    TwinRetrainingService,
+)
+
+__all__ = [
+    "LooScore",
+    "ServingModel",
+    "TrainingData",
+    "TrainingDataProvider",
+    "TwinRetrainingConfig",
+    "TwinRetrainingService",
+    "leave_one_out_score",
+    "prior_simulations",
+]

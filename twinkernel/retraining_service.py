@@ -1,0 +1,22 @@
+"""The plan's module name for the retraining service; the code lives in :mod:`twinkernel.retraining`."""
+
+from .models.retraining import JobState, RetrainingDecision, RetrainingJob, TriggerReason
+from .retraining import (
+    ServingModel,
+    TrainingData,
+    TrainingDataProvider,
+    TwinRetrainingConfig,
+    TwinRetrainingService,
+)
+
+__all__ = [
+    "JobState",
+    "RetrainingDecision",
+    "RetrainingJob",
+    "ServingModel",
+    "TrainingData",
+    "TrainingDataProvider",
+    "TriggerReason",
+    "TwinRetrainingConfig",
+    "TwinRetrainingService",
+]
