@@ -101,6 +101,14 @@ class OutcomeModels(_Section):
     gradient_boosting: GradientBoostingParams
 
 
+class LeakageAssociationConfig(_Section):
+    """A feature near-deterministic of the target out of fold, compared with the rest, is refused."""
+
+    min_r2: float = Field(gt=0.0, lt=1.0)
+    ratio: float = Field(gt=0.0, le=1.0)
+    bins: int = Field(ge=2, le=10_000)
+
+
 class TwinGenerationConfig(_Section):
     min_training_rows: int = Field(ge=1, le=100_000_000)
     default_algorithm: Literal["hist_gradient_boosting", "random_forest", "gradient_boosting"]
@@ -116,6 +124,7 @@ class TwinGenerationConfig(_Section):
     leakage_tolerance: float = Field(gt=0.0, lt=1.0)
     sklearn_threads: int | None = Field(ge=1)
     leakage_check_max_rows: int = Field(ge=100, le=100_000_000)
+    leakage_association: LeakageAssociationConfig
     importance_max_rows: int = Field(ge=100, le=100_000_000)
     identifier_min_levels: int = Field(ge=1)
     identifier_share: float = Field(gt=0.0, le=1.0)

@@ -14,6 +14,7 @@ scikit-learn's ``random_state``.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -183,6 +184,8 @@ chunk_size, leakage_tolerance, sklearn_threads
         treatment_col: str | None = None,
         *,
         feature_time_cols: Mapping[str, str] | None = None,
+        allow_strong_features: Sequence[str] = (),
+        allow_missing_timestamps: bool = False,
         track: Any = None,
     ) -> TwinModelMetrics:
         """Fit the outcome model and the copula on training rows only.
@@ -203,15 +206,27 @@ chunk_size, leakage_tolerance, sklearn_threads
         time_col, cutoff
             Prediction time of each row and the split point: training uses rows with ``time < cutoff``,
             validation rows with ``time >= cutoff``. Without ``cutoff`` the latest ``test_size`` share of
-            distinct times is held out. Cross-validation folds are time-ordered.
+            distinct times is held out. Cross-validation folds are time-ordered. When the rows cannot be
+            split or cross-validated by time (too few distinct times) the fallback is warned about and named
+            in the metrics' ``warnings``.
         entity_col
             Unit id: no entity appears on both sides of any split (held-out entities are validation only).
+            An id column (``id``, ``*_id``) with repeated values (within one time, with ``time_col``) and no
+            ``entity_col`` is an error.
         treatment_col
             0/1 past treatment. The outcome model gets it as a feature (twins are predicted untreated, so
             ``baseline_outcome`` is the untreated outcome) and ``baseline_propensity`` comes from a
             logistic model of it on the features.
         feature_time_cols
             ``{feature: timestamp column}`` when a feature's as-of column is not named ``<feature>_as_of``.
+            A timestamp later than the prediction time (``time_col``, else ``<target>_as_of``) is an error,
+            and so is a stamped feature with neither to check it against.
+        allow_strong_features
+            Features accepted although their out-of-fold association with the target is near-deterministic
+            compared with the rest (``twin_generation.leakage_association``), e.g. a lagged outcome known
+            at prediction time. Other such features are refused as noisy copies of the target.
+        allow_missing_timestamps
+            Accept missing (null) feature timestamps; by default they are an error.
         track
             MLflow lineage (:mod:`twinkernel.lineage`). ``None``: as the config says
             (``repository.lineage.enabled``, off by default). ``True``: a tracker built from the config.
@@ -253,9 +268,16 @@ chunk_size, leakage_tolerance, sklearn_threads
         usable = (target.is_not_null() & target.is_not_nan()).to_numpy()
         excluded = int((~usable).sum())
         leakage.check_target_leakage(frame, target_col, features, treatment_col, usable, tg)
-        leakage.check_feature_timestamps(frame, features, time_col, time_map)
+        allowed = list(allow_strong_features)
+        require_columns(frame, allowed, "allow_strong_features")
+        associations = leakage.association_scores(frame, target_col, features, usable, tg)
+        leakage.check_strong_features(associations, allowed, tg)
+        leakage.check_feature_timestamps(
+            frame, features, time_col, time_map, target_col, usable, allow_missing_timestamps
+        )
+        leakage.check_repeated_ids(frame, entity_col, time_col)
 
-        train_idx, valid_idx, split, cutoff_text = leakage.split_rows(
+        train_idx, valid_idx, split, cutoff_text, split_note = leakage.split_rows(
             frame, usable, time_col, cutoff, entity_col, tg
         )
         if train_idx.size < tg.min_training_rows:
@@ -295,7 +317,10 @@ chunk_size, leakage_tolerance, sklearn_threads
         r2 = outcome.r2_score(y_valid, pred)
         self.residual_sd = float(resid.std(ddof=1)) if resid.size > 1 else 0.0
 
-        folds, cv_scheme = leakage.cv_folds(train_frame, time_col, entity_col, tg)
+        folds, cv_scheme, cv_note = leakage.cv_folds(train_frame, time_col, entity_col, tg)
+        notes = tuple(x for x in (split_note, cv_note) if x is not None)
+        for text in notes:
+            warnings.warn(text, stacklevel=2)
         cv_scores = outcome.cross_validate(algorithm, X_train, y_train, folds, tg, tg.sklearn_threads)
         names = list(self.feature_cols) + ([treatment_col] if treatment_col else [])
         imp_mean, imp_std = outcome.permutation_importance(
@@ -346,6 +371,8 @@ chunk_size, leakage_tolerance, sklearn_threads
             split=split,
             cutoff=cutoff_text,
             propensity_auc=auc,
+            warnings=notes,
+            feature_association=associations,
         )
         self._track(track, frame)
         return self.metrics
@@ -363,7 +390,9 @@ chunk_size, leakage_tolerance, sklearn_threads
         else:
             tracker = track
         if tracker is not None:
-            self.lineage = tracker.log_training(self, self.metrics, data_fingerprint=L.data_fingerprint(frame))
+            self.lineage = tracker.log_training(
+                self, self.metrics, data_fingerprint=L.data_fingerprint(frame)
+            )
 
     # -----------------------------------------------------------------------------------------------------
     def generate(
