@@ -109,6 +109,34 @@ class LeakageAssociationConfig(_Section):
     bins: int = Field(ge=2, le=10_000)
 
 
+class DetectionConfig(_Section):
+    """The fidelity report's real-vs-twins classifier (scikit-learn HistGradientBoostingClassifier)."""
+
+    folds: int = Field(ge=2, le=20)
+    max_rows: int = Field(ge=100, le=10_000_000)
+    max_iter: int = Field(ge=1, le=10_000)
+    learning_rate: float = Field(gt=0.0, le=1.0)
+    max_leaf_nodes: int = Field(ge=2, le=4096)
+
+
+class PrivacyConfig(_Section):
+    """Exact copies and distance to the closest training record (fidelity report)."""
+
+    max_rows: int = Field(ge=10, le=10_000_000)
+    reference_max_rows: int = Field(ge=10, le=10_000_000)
+
+
+class FidelityConfig(_Section):
+    """Settings of ``TwinGenerator.fidelity_report`` (twin_generator/fidelity.py)."""
+
+    categorical_max_levels: int = Field(ge=1, le=1000)
+    contingency_bins: int = Field(ge=2, le=1000)
+    min_level_rows: int = Field(ge=1)
+    worst_pairs: int = Field(ge=1, le=1000)
+    detection: DetectionConfig
+    privacy: PrivacyConfig
+
+
 class TwinGenerationConfig(_Section):
     min_training_rows: int = Field(ge=1, le=100_000_000)
     default_algorithm: Literal["hist_gradient_boosting", "random_forest", "gradient_boosting"]
@@ -125,6 +153,7 @@ class TwinGenerationConfig(_Section):
     sklearn_threads: int | None = Field(ge=1)
     leakage_check_max_rows: int = Field(ge=100, le=100_000_000)
     leakage_association: LeakageAssociationConfig
+    fidelity: FidelityConfig
     importance_max_rows: int = Field(ge=100, le=100_000_000)
     identifier_min_levels: int = Field(ge=1)
     identifier_share: float = Field(gt=0.0, le=1.0)

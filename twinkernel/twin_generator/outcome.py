@@ -102,8 +102,10 @@ def fit_model(
     """Fit a fresh model, with scikit-learn's OpenMP threads capped at ``threads`` (``None``: no cap)."""
     from threadpoolctl import threadpool_limits
 
+    # build (and so import) the estimator first: threadpool_limits only caps OpenMP runtimes already loaded
+    model = make_model(algorithm, tg)
     with threadpool_limits(threads):
-        return make_model(algorithm, tg).fit(X, y)
+        return model.fit(X, y)
 
 
 def r2_score(y: np.ndarray, pred: np.ndarray) -> float:

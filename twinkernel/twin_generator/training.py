@@ -30,6 +30,7 @@ from . import leakage, outcome, persistence, quality
 from ._common import as_polars, require_columns
 from .constraints import column_from_latent, draw_latent, plan_constraints
 from .copula import fit_latent_correlation, pearson
+from .fidelity import FidelityReport, fidelity_report
 from .marginals import ColumnMarginal, decode_column, encoded_matrix, feature_matrix, fit_marginal
 from .outcome import ALGORITHMS, TwinModelMetrics
 from .propensity import PropensityModel, fit_propensity, heuristic_propensity
@@ -513,6 +514,32 @@ chunk_size, leakage_tolerance, sklearn_threads
         twins = self.encoded_matrix(frame, impute=False)
         ref = None if reference is None else self.encoded_matrix(as_polars(reference), impute=False)
         return quality.compare(self.marginals, twins, ref, self.data_correlation, self.n_training_rows)
+
+    def fidelity_report(
+        self, population: TwinPopulation | pl.DataFrame, data: Any, seed: int | None = None
+    ) -> FidelityReport:
+        """Twins against the training rows of ``data`` (the frame given to ``train``): column shapes, every
+        pair, a detection classifier, and privacy beside the held-out rows (:mod:`.fidelity`).
+
+        ``seed`` (``None``: ``random_state``) seeds the subsamples and the classifier.
+        """
+        self._require_trained()
+        assert self.training_rows_ is not None and self.validation_rows_ is not None
+        frame = as_polars(data)
+        twins = population.frame if isinstance(population, TwinPopulation) else as_polars(population)
+        require_columns(frame, list(self.columns), "data")
+        require_columns(twins, list(self.columns), "population")
+        if frame.height <= int(max(self.training_rows_.max(), self.validation_rows_.max())):
+            raise ValueError(f"`data` must be the frame given to `train`; got {frame.height} rows")
+        return fidelity_report(
+            frame[self.training_rows_],
+            twins,
+            self.columns,
+            self.tg.fidelity,
+            self.tg.random_state if seed is None else int(seed),
+            holdout=frame[self.validation_rows_],
+            threads=self.tg.sklearn_threads,
+        )
 
     # -----------------------------------------------------------------------------------------------------
     def to_artifacts(self) -> tuple[dict[str, Any], dict[str, Any]]:
