@@ -137,6 +137,18 @@ class FidelityConfig(_Section):
     privacy: PrivacyConfig
 
 
+class SynthesisConfig(_Section):
+    """How twins are synthesised (twin_generator/mixture.py): one copula or a mixture of copulas."""
+
+    method: Literal["mixture", "copula"]
+    components: int = Field(ge=1, le=10_000)
+    min_component_rows: int = Field(ge=10)
+    category_weight: float = Field(gt=0.0, le=100.0)
+    onehot_max_levels: int = Field(ge=0, le=1000)
+    kmeans_max_iter: int = Field(ge=1, le=10_000)
+    constraint_mc_draws: int = Field(ge=100, le=10_000_000)
+
+
 class TwinGenerationConfig(_Section):
     min_training_rows: int = Field(ge=1, le=100_000_000)
     default_algorithm: Literal["hist_gradient_boosting", "random_forest", "gradient_boosting"]
@@ -154,6 +166,7 @@ class TwinGenerationConfig(_Section):
     leakage_check_max_rows: int = Field(ge=100, le=100_000_000)
     leakage_association: LeakageAssociationConfig
     fidelity: FidelityConfig
+    synthesis: SynthesisConfig
     importance_max_rows: int = Field(ge=100, le=100_000_000)
     identifier_min_levels: int = Field(ge=1)
     identifier_share: float = Field(gt=0.0, le=1.0)

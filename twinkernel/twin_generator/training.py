@@ -21,17 +21,18 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import ValidationError
 
 from ..config import TwinGenerationConfig, TwinkernelConfig, get_config
 from ..models import TwinType
 from ..population import TWIN_FEATURE_COLUMNS, TwinPopulation
 from . import leakage, outcome, persistence, quality
 from ._common import as_polars, require_columns
+from ._settings import with_overrides as _with_overrides
 from .constraints import column_from_latent, draw_latent, plan_constraints
 from .copula import fit_latent_correlation, pearson
 from .fidelity import FidelityReport, fidelity_report
 from .marginals import ColumnMarginal, decode_column, encoded_matrix, feature_matrix, fit_marginal
+from .mixture import MixtureComponent, condition_components, draw_chunk, fit_mixture
 from .outcome import ALGORITHMS, TwinModelMetrics
 from .propensity import PropensityModel, fit_propensity, heuristic_propensity
 from .trees import CompiledTrees, compile_trees, predict_with
@@ -51,19 +52,6 @@ SETTINGS: tuple[str, ...] = (
     "sklearn_threads",
 )
 """``twin_generation`` keys a :class:`TwinGenerator` may override per instance (keyword arguments)."""
-
-
-def _with_overrides(tg: TwinGenerationConfig, overrides: Mapping[str, Any]) -> TwinGenerationConfig:
-    """The section with per-instance overrides, validated by the same rules as the configuration file."""
-    if not overrides:
-        return tg
-    try:
-        return TwinGenerationConfig.model_validate({**tg.model_dump(), **overrides})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = ".".join(str(p) for p in err["loc"])
-        rule = err["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
-        raise ValueError(f"`{name}` must be {rule}; got {err.get('input')!r}") from None
 
 
 class TwinGenerator:
@@ -162,6 +150,7 @@ chunk_size, leakage_tolerance, sklearn_threads
         self.propensity: PropensityModel | None = None
         self.chol: np.ndarray | None = None
         self.trees: CompiledTrees | None = None
+        self.components: tuple[MixtureComponent, ...] = ()
 
     @property
     def is_trained(self) -> bool:
@@ -334,6 +323,8 @@ chunk_size, leakage_tolerance, sklearn_threads
             self.marginals, encoded_train, tg.correlation, tg.copula
         )
         self.chol = np.linalg.cholesky(self.latent_correlation)
+        if tg.synthesis.method == "mixture":
+            self.components = fit_mixture(self.marginals, encoded_train, tg)
 
         auc = None
         if treatment_col is not None:
@@ -445,15 +436,25 @@ chunk_size, leakage_tolerance, sklearn_threads
         baseline = np.empty(n, dtype=np.float64)
         feat_pos = {self.columns.index(c): k for k, c in enumerate(self.feature_cols)}
         n_model_cols = len(feat_pos) + (1 if self.treatment_col else 0)
+        if self.components:
+            plans, cum = condition_components(self.components, constraints or {}, tg, int(seed))
         for start in range(0, n, tg.chunk_size):
             m = min(tg.chunk_size, n - start)
-            z = draw_latent(start, m, plan, int(seed), self.latent_correlation, self.chol, tg.gibbs_sweeps)
+            if self.components:
+                stored_cols, value_cols = draw_chunk(
+                    self.components, plans, cum, start, m, int(seed), tg.gibbs_sweeps
+                )
+            else:
+                z = draw_latent(
+                    start, m, plan, int(seed), self.latent_correlation, self.chol, tg.gibbs_sweeps
+                )
+                pairs = [column_from_latent(mg, j, z[:, j], plan) for j, mg in enumerate(self.marginals)]
+                stored_cols, value_cols = [p[0] for p in pairs], [p[1] for p in pairs]
             enc = np.empty((m, n_model_cols), dtype=np.float64)
-            for j, mg in enumerate(self.marginals):
-                stored, values = column_from_latent(mg, j, z[:, j], plan)
-                outputs[j][start : start + m] = stored
+            for j in range(len(self.marginals)):
+                outputs[j][start : start + m] = stored_cols[j]
                 if j in feat_pos:
-                    enc[:, feat_pos[j]] = values
+                    enc[:, feat_pos[j]] = value_cols[j]
             if self.treatment_col:
                 enc[:, -1] = 0.0  # twins are predicted untreated: the baseline outcome
             baseline[start : start + m] = self.predict(enc)
