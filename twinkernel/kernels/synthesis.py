@@ -12,7 +12,7 @@ from numba import njit, prange
 
 from ._rng import key_for, standard_normal, uniform
 
-__all__ = ["correlated_normals_rows", "counter_uniforms_rows"]
+__all__ = ["correlated_normals_rows", "counter_uniforms_rows", "mixture_normals"]
 
 
 @njit(parallel=True, cache=True)
@@ -53,3 +53,25 @@ def counter_uniforms_rows(seed, stream, rows, stride, offset, out):
         base = rows[i] * stride + offset
         for c in range(k):
             out[i, c] = uniform(key, base + c)
+
+
+@njit(parallel=True, cache=True)
+def mixture_normals(seed, stream, row_start, component, chols, out):
+    """Fill ``out[i] = chols[component[i]] @ e`` where ``e[j]`` is draw ``(row_start + i) * d + j``.
+
+    One call for a whole chunk of a mixture: row ``i`` draws what :func:`correlated_normals_rows` gives it
+    with its own component's factor.
+    """
+    key = key_for(seed, stream)
+    n, d = out.shape
+    for i in prange(n):
+        base = (row_start + i) * d
+        chol = chols[component[i]]
+        e = np.empty(d)
+        for j in range(d):
+            e[j] = standard_normal(key, base + j)
+        for r in range(d):
+            acc = 0.0
+            for c in range(r + 1):
+                acc += chol[r, c] * e[c]
+            out[i, r] = acc

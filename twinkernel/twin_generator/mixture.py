@@ -32,8 +32,9 @@ from scipy import special
 from ..config import SynthesisConfig, TwinGenerationConfig
 from ..kernels._rng import STREAM_GENERATOR
 from ..kernels.copula import correlated_normals, counter_uniforms
+from ..kernels.synthesis import mixture_normals
 from ._common import FrozenResult, readonly
-from .constraints import Plan, column_from_latent, draw_latent, plan_constraints
+from .constraints import STREAM_LATENT, Plan, column_from_latent, draw_latent, plan_constraints
 from .copula import fit_latent_correlation
 from .marginals import ColumnMarginal, code_of, discrete_marginal
 
@@ -238,18 +239,35 @@ def draw_chunk(
     first = components[0].marginals
     stored = [np.empty(m, dtype=np.int64 if mg.is_discrete else np.float64) for mg in first]
     values = [np.empty(m, dtype=np.float64) for _ in first]
-    for k in np.unique(comp):
-        plan = plans[int(k)]
+    free = all(p is None or (not p.fixed and not p.intervals) for p in plans)
+    z_all = None
+    if free:  # no constraints: one kernel call for the chunk (the same draws as per component)
+        z_all = np.empty((m, len(first)))
+        mixture_normals(seed, STREAM_LATENT, start, comp.astype(np.int64), stacked_chols(components), z_all)
+    order = np.argsort(comp, kind="stable")
+    bounds = np.searchsorted(comp[order], np.arange(len(components) + 1))
+    for k in range(len(components)):
+        local = order[bounds[k] : bounds[k + 1]]
+        if local.size == 0:
+            continue
+        plan = plans[k]
         assert plan is not None  # zero-probability components have zero weight
-        c = components[int(k)]
-        local = np.flatnonzero(comp == k)
-        rows = (start + local).astype(np.int64)
-        z = draw_latent(0, local.size, plan, seed, c.latent_correlation, c.chol, gibbs_sweeps, rows=rows)
+        c = components[k]
+        if z_all is not None:
+            z = z_all[local]
+        else:
+            rows = (start + local).astype(np.int64)
+            z = draw_latent(0, local.size, plan, seed, c.latent_correlation, c.chol, gibbs_sweeps, rows=rows)
         for j, mg in enumerate(c.marginals):
             st, val = column_from_latent(mg, j, z[:, j], plan)
             stored[j][local] = st
             values[j][local] = val
     return stored, values
+
+
+def stacked_chols(components: Sequence[MixtureComponent]) -> np.ndarray:
+    """(K, d, d) Cholesky factors of the components (cached on the first component tuple's owner)."""
+    return np.ascontiguousarray(np.stack([c.chol for c in components]))
 
 
 def n_components_text(components: Sequence[MixtureComponent]) -> str:
