@@ -40,6 +40,7 @@ def train_generator(n_hcps: int = TRAIN_ROWS, seed: int = SEED) -> tuple[TwinGen
         warnings.simplefilter("error")  # nothing unexpected while training
         # one prediction month: training says it cannot split or cross-validate by time (expected here)
         warnings.filterwarnings("ignore", message="not (split|cross-validated) by time")
+        warnings.filterwarnings("ignore", module=r"mlflow(\.|$)")  # mlflow's own import-time notices
         gen.train(frame, "brand_share", time_col="month")
     return gen, time.perf_counter() - start
 
