@@ -126,7 +126,7 @@ class PrivacyConfig(_Section):
     reference_max_rows: int = Field(ge=10, le=10_000_000)
 
 
-class FidelityConfig(_Section):
+class GeneratorFidelityConfig(_Section):
     """Settings of ``TwinGenerator.fidelity_report`` (twin_generator/fidelity.py)."""
 
     categorical_max_levels: int = Field(ge=1, le=1000)
@@ -165,7 +165,7 @@ class TwinGenerationConfig(_Section):
     sklearn_threads: int | None = Field(ge=1)
     leakage_check_max_rows: int = Field(ge=100, le=100_000_000)
     leakage_association: LeakageAssociationConfig
-    fidelity: FidelityConfig
+    fidelity: GeneratorFidelityConfig
     synthesis: SynthesisConfig
     importance_max_rows: int = Field(ge=100, le=100_000_000)
     identifier_min_levels: int = Field(ge=1)

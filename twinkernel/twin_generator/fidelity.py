@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..config import FidelityConfig
+from ..config import GeneratorFidelityConfig
 from ._common import FrozenResult, json_safe
 from .marginals import is_label_dtype
 
@@ -183,7 +183,7 @@ def fidelity_report(
     real: pl.DataFrame,
     twins: pl.DataFrame,
     columns: Sequence[str],
-    fc: FidelityConfig,
+    fc: GeneratorFidelityConfig,
     seed: int,
     holdout: pl.DataFrame | None = None,
     threads: int | None = None,
@@ -310,7 +310,7 @@ def _detection_auc(
     cat: Sequence[str],
     enc_r: Mapping[str, np.ndarray],
     enc_t: Mapping[str, np.ndarray],
-    fc: FidelityConfig,
+    fc: GeneratorFidelityConfig,
     seed: int,
 ) -> tuple[float, tuple[float, ...]]:
     """Cross-validated ROC AUC of a gradient-boosting classifier, real (1) vs twins (0), equal counts."""
@@ -380,7 +380,7 @@ def _privacy(
     holdout: pl.DataFrame | None,
     cols: Sequence[str],
     cat: Sequence[str],
-    fc: FidelityConfig,
+    fc: GeneratorFidelityConfig,
     seed: int,
 ) -> tuple[float, float, float | None, float | None]:
     """(exact-copy rate, median DCR) of twins and of held-out rows, against the training rows."""
