@@ -140,7 +140,9 @@ def _floats(s: pl.Series) -> np.ndarray:
 def _bins(x_real: np.ndarray, others: Sequence[np.ndarray], n_bins: int) -> list[np.ndarray]:
     """Quantile bins of the real values (shared by both sides); NaN is one more bin."""
     ok = np.isfinite(x_real)
-    edges = np.unique(np.quantile(x_real[ok], np.linspace(0, 1, n_bins + 1)[1:-1])) if ok.any() else []
+    edges = (
+        np.unique(np.quantile(x_real[ok], np.linspace(0, 1, n_bins + 1)[1:-1])) if ok.any() else np.empty(0)
+    )
     out = []
     for x in (x_real, *others):
         good = np.isfinite(x)
@@ -226,8 +228,8 @@ def fidelity_report(
         else:
             from scipy.stats import ks_2samp
 
-            a, b = enc_r[c], enc_t[c]
-            shapes[c] = 1.0 - float(ks_2samp(a[np.isfinite(a)], b[np.isfinite(b)]).statistic)
+            xr_, xt_ = enc_r[c], enc_t[c]
+            shapes[c] = 1.0 - float(ks_2samp(xr_[np.isfinite(xr_)], xt_[np.isfinite(xt_)]).statistic)
 
     binned_r: dict[str, np.ndarray] = {}
     binned_t: dict[str, np.ndarray] = {}
@@ -275,7 +277,7 @@ def fidelity_report(
     with threadpool_limits(threads):
         auc, auc_folds = _detection_auc(cols, cat, enc_r, enc_t, fc, seed)
     copy_rate, dcr, h_copy, h_dcr = _privacy(real, twins, holdout, cols, cat, fc, seed)
-    worst = sorted(pairs.items(), key=lambda kv: kv[1])[: fc.worst_pairs]
+    worst_pairs = sorted(pairs.items(), key=lambda kv: kv[1])[: fc.worst_pairs]
     worst_cm = sorted(cm_sd.items(), key=lambda kv: -kv[1])[: fc.worst_pairs]
     return FidelityReport(
         n_real=real.height,
@@ -290,7 +292,7 @@ def fidelity_report(
         cramers_v_twins=v_twin,
         conditional_mean_difference=cm_abs,
         conditional_mean_difference_sd=cm_sd,
-        worst_pairs=tuple(worst),
+        worst_pairs=tuple(worst_pairs),
         worst_conditional_means=tuple(worst_cm),
         detection_auc=auc,
         detection_auc_folds=auc_folds,

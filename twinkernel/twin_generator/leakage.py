@@ -281,7 +281,11 @@ def association_scores(
         else:
             x = s.cast(pl.Float64, strict=False).to_numpy()
             ok = np.isfinite(x)
-            edges = np.unique(np.quantile(x[ok], np.linspace(0, 1, la.bins + 1)[1:-1])) if ok.any() else []
+            edges = (
+                np.unique(np.quantile(x[ok], np.linspace(0, 1, la.bins + 1)[1:-1]))
+                if ok.any()
+                else np.empty(0)
+            )
             codes = np.where(ok, np.searchsorted(edges, np.where(ok, x, 0.0), side="right"), len(edges) + 1)
         k = int(codes.max()) + 1
         pred = np.empty(n)

@@ -59,7 +59,7 @@ class MixtureComponent(FrozenResult):
     @property
     def chol(self) -> np.ndarray:
         """Cholesky factor of the latent correlation."""
-        return self._chol  # type: ignore[attr-defined, no-any-return]
+        return self._chol  # type: ignore[attr-defined]
 
     def to_dict(self) -> dict[str, Any]:
         return {
