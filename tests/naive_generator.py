@@ -86,3 +86,39 @@ def per_twin_generate(gen: TwinGenerator, n: int, seed: int = 0) -> list[dict[st
         outcome = float(gen.outcome_model.predict(np.asarray([row]))[0])
         twins.append({"twin_id": i, **features, "baseline_outcome": outcome})
     return twins
+
+
+SPECIALTIES = ("cardiology", "dermatology", "oncology", "primary_care", "rheumatology")
+REGIONS = ("midwest", "northeast", "south", "west")
+
+
+def designed_frame(n: int, seed: int) -> Any:
+    """Data like issue 12's table: nominal and step dependence and a heavy tail, with a target.
+
+    ``region`` is ``northeast`` exactly when ``decile <= 3`` (P = 1); ``priority_tier`` is a step function of
+    the decile; ``specialty`` shifts engagement (oncology high) and the decile (rheumatology low) without
+    any order; ``spend`` is lognormal (sigma 1.5) scaled by the tier; the target depends on all of them.
+    """
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    spec = rng.choice(len(SPECIALTIES), n, p=[0.2, 0.15, 0.2, 0.3, 0.15])
+    shift = np.array([0.0, 1.0, 2.0, -1.0, -3.0])[spec]
+    decile = np.clip(np.rint(rng.normal(5.5 + shift, 2.2)), 1, 10).astype(np.int64)
+    region = np.where(decile <= 3, 1, rng.choice([0, 2, 3], n))
+    tier = np.select([decile >= 9, decile >= 7, decile >= 4, decile >= 2], [1, 2, 3, 4], 5).astype(np.int64)
+    engagement = np.clip(rng.beta(2, 5, n) + np.array([0.1, 0.0, 0.45, -0.05, 0.2])[spec], 0.0, 1.0)
+    spend = np.exp(rng.normal(0.0, 1.5, n)) * (6 - tier)
+    y = 0.02 * decile + 0.1 * engagement + 0.01 * np.log1p(spend) + rng.normal(0, 0.03, n)
+    return pl.DataFrame(
+        {
+            "hcp_id": np.arange(n, dtype=np.int64),
+            "specialty": pl.Series([SPECIALTIES[k] for k in spec], dtype=pl.Enum(list(SPECIALTIES))),
+            "region": pl.Series([REGIONS[k] for k in region], dtype=pl.Enum(list(REGIONS))),
+            "decile": decile,
+            "priority_tier": tier,
+            "digital_engagement_score": engagement,
+            "spend": spend,
+            "brand_share": y,
+        }
+    )

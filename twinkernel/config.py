@@ -101,6 +101,54 @@ class OutcomeModels(_Section):
     gradient_boosting: GradientBoostingParams
 
 
+class LeakageAssociationConfig(_Section):
+    """A feature near-deterministic of the target out of fold, compared with the rest, is refused."""
+
+    min_r2: float = Field(gt=0.0, lt=1.0)
+    ratio: float = Field(gt=0.0, le=1.0)
+    bins: int = Field(ge=2, le=10_000)
+
+
+class DetectionConfig(_Section):
+    """The fidelity report's real-vs-twins classifier (scikit-learn HistGradientBoostingClassifier)."""
+
+    folds: int = Field(ge=2, le=20)
+    max_rows: int = Field(ge=100, le=10_000_000)
+    max_iter: int = Field(ge=1, le=10_000)
+    learning_rate: float = Field(gt=0.0, le=1.0)
+    max_leaf_nodes: int = Field(ge=2, le=4096)
+
+
+class PrivacyConfig(_Section):
+    """Exact copies and distance to the closest training record (fidelity report)."""
+
+    max_rows: int = Field(ge=10, le=10_000_000)
+    reference_max_rows: int = Field(ge=10, le=10_000_000)
+
+
+class GeneratorFidelityConfig(_Section):
+    """Settings of ``TwinGenerator.fidelity_report`` (twin_generator/fidelity.py)."""
+
+    categorical_max_levels: int = Field(ge=1, le=1000)
+    contingency_bins: int = Field(ge=2, le=1000)
+    min_level_rows: int = Field(ge=1)
+    worst_pairs: int = Field(ge=1, le=1000)
+    detection: DetectionConfig
+    privacy: PrivacyConfig
+
+
+class SynthesisConfig(_Section):
+    """How twins are synthesised (twin_generator/mixture.py): one copula or a mixture of copulas."""
+
+    method: Literal["mixture", "copula"]
+    components: int = Field(ge=1, le=10_000)
+    min_component_rows: int = Field(ge=10)
+    category_weight: float = Field(gt=0.0, le=100.0)
+    onehot_max_levels: int = Field(ge=0, le=1000)
+    kmeans_max_iter: int = Field(ge=1, le=10_000)
+    constraint_mc_draws: int = Field(ge=100, le=10_000_000)
+
+
 class TwinGenerationConfig(_Section):
     min_training_rows: int = Field(ge=1, le=100_000_000)
     default_algorithm: Literal["hist_gradient_boosting", "random_forest", "gradient_boosting"]
@@ -116,6 +164,9 @@ class TwinGenerationConfig(_Section):
     leakage_tolerance: float = Field(gt=0.0, lt=1.0)
     sklearn_threads: int | None = Field(ge=1)
     leakage_check_max_rows: int = Field(ge=100, le=100_000_000)
+    leakage_association: LeakageAssociationConfig
+    fidelity: GeneratorFidelityConfig
+    synthesis: SynthesisConfig
     importance_max_rows: int = Field(ge=100, le=100_000_000)
     identifier_min_levels: int = Field(ge=1)
     identifier_share: float = Field(gt=0.0, le=1.0)

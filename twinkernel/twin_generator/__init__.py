@@ -12,6 +12,7 @@ One module per concern:
 ``outcome``               outcome model (scikit-learn from config), CV, importances, :class:`TwinModelMetrics`
 ``propensity``            baseline propensity (logistic model or the configured heuristic)
 ``quality``               :class:`QualityReport`
+``fidelity``              :class:`FidelityReport`: shapes, every pair, detection AUC, privacy
 ``persistence``           save / load
 ``trees``                 scikit-learn tree adapter for the batched tree kernel
 ========================  ===========================================================================
@@ -20,6 +21,7 @@ One module per concern:
 from __future__ import annotations
 
 from .constraints import Constraint
+from .fidelity import FidelityReport
 from .marginals import ColumnMarginal
 from .outcome import ALGORITHMS, TwinModelMetrics
 from .quality import QualityReport
@@ -30,6 +32,7 @@ __all__ = [
     "SETTINGS",
     "ColumnMarginal",
     "Constraint",
+    "FidelityReport",
     "QualityReport",
     "TwinGenerator",
     "TwinModelMetrics",

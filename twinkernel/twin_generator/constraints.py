@@ -22,6 +22,7 @@ from scipy import special
 
 from ..kernels._rng import STREAM_GENERATOR
 from ..kernels.copula import correlated_normals, counter_uniforms
+from ..kernels.synthesis import correlated_normals_rows, counter_uniforms_rows
 from .copula import conditional, truncated_normal_union
 from .marginals import ColumnMarginal, continuous_values
 
@@ -171,18 +172,27 @@ def draw_latent(
     latent_correlation: np.ndarray,
     chol: np.ndarray,
     gibbs_sweeps: int,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Latent normal rows ``start .. start + m - 1`` under the plan's constraints.
+    """Latent normal rows ``start .. start + m - 1`` (or the global rows ``rows``, then ``m = rows.size``)
+    under the plan's constraints.
 
     Row ``i`` depends only on ``(seed, i)`` and the plan, never on ``start`` or ``m``.
     """
     d = chol.shape[0]
     z = np.empty((m, d), dtype=np.float64)
+
+    def normals(factor: np.ndarray, out: np.ndarray) -> None:
+        if rows is None:
+            correlated_normals(seed, STREAM_LATENT, start, factor, out)
+        else:
+            correlated_normals_rows(seed, STREAM_LATENT, rows, factor, out)
+
     if not plan.fixed and not plan.intervals:
-        correlated_normals(seed, STREAM_LATENT, start, chol, z)
+        normals(chol, z)
         return z
     e = np.empty((m, d), dtype=np.float64)
-    correlated_normals(seed, STREAM_LATENT, start, np.eye(d), e)
+    normals(np.eye(d), e)
     r = latent_correlation
     fixed = sorted(plan.fixed)
     trunc = sorted(plan.intervals)
@@ -195,7 +205,10 @@ def draw_latent(
 
     def uniforms(step: int) -> np.ndarray:
         u = np.empty((m, 2 * len(trunc)), dtype=np.float64)
-        counter_uniforms(seed, STREAM_TRUNCATION, start, stride, 2 * step * len(trunc), u)
+        if rows is None:
+            counter_uniforms(seed, STREAM_TRUNCATION, start, stride, 2 * step * len(trunc), u)
+        else:
+            counter_uniforms_rows(seed, STREAM_TRUNCATION, rows, stride, 2 * step * len(trunc), u)
         return u
 
     def draw(j: int, mu: np.ndarray, sigma: float, u: np.ndarray, t: int) -> np.ndarray:

@@ -4,7 +4,7 @@ permutation importances and the frozen :class:`TwinModelMetrics`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -28,8 +28,10 @@ class TwinModelMetrics(FrozenResult):
     ``cv_scores`` are R² per cross-validation fold on the training rows (time-ordered folds when a time
     column was given); ``feature_importances`` are permutation importances (mean drop in R² on the
     validation rows). ``residual_sd`` is the validation residuals' standard deviation, kept for power
-    analysis. Frozen: sequences are tuples and mappings read-only; ``==`` compares values (two NaNs are
-    equal) and :meth:`to_dict` is JSON-safe (non-finite numbers become ``None``).
+    analysis. ``warnings`` names what training could not do as asked (e.g. no split or cross-validation by
+    time for lack of distinct times); ``feature_association`` is each feature's out-of-fold one-feature R²
+    (the leakage check's statistic). Frozen: sequences are tuples and mappings read-only; ``==`` compares
+    values (two NaNs are equal) and :meth:`to_dict` is JSON-safe (non-finite numbers become ``None``).
     """
 
     model_id: str
@@ -53,9 +55,13 @@ class TwinModelMetrics(FrozenResult):
     split: str
     cutoff: str | None = None
     propensity_auc: float | None = None
+    warnings: tuple[str, ...] = ()
+    feature_association: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "feature_cols", tuple(self.feature_cols))
+        object.__setattr__(self, "warnings", tuple(self.warnings))
+        object.__setattr__(self, "feature_association", MappingProxyType(dict(self.feature_association)))
         object.__setattr__(self, "cv_scores", tuple(float(v) for v in self.cv_scores))
         for name in ("feature_importances", "feature_importance_std"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
@@ -96,8 +102,10 @@ def fit_model(
     """Fit a fresh model, with scikit-learn's OpenMP threads capped at ``threads`` (``None``: no cap)."""
     from threadpoolctl import threadpool_limits
 
+    # build (and so import) the estimator first: threadpool_limits only caps OpenMP runtimes already loaded
+    model = make_model(algorithm, tg)
     with threadpool_limits(threads):
-        return make_model(algorithm, tg).fit(X, y)
+        return model.fit(X, y)
 
 
 def r2_score(y: np.ndarray, pred: np.ndarray) -> float:

@@ -16,6 +16,7 @@ import polars as pl
 
 from ..config import config_from_mapping, get_config
 from .marginals import ColumnMarginal
+from .mixture import MixtureComponent
 from .outcome import TwinModelMetrics
 from .propensity import PropensityModel
 from .trees import compile_trees
@@ -71,6 +72,7 @@ def to_artifacts(gen: TwinGenerator) -> tuple[dict[str, Any], dict[str, Any]]:
         "latent_correlation": gen.latent_correlation.tolist(),
         "data_correlation": gen.data_correlation.tolist(),
         "propensity": None if gen.propensity is None else gen.propensity.to_dict(),
+        "components": [c.to_dict() for c in gen.components],
         "metrics": None if gen.metrics is None else gen.metrics.to_dict(),
     }
     return meta, {"outcome_model": gen.outcome_model}
@@ -133,6 +135,7 @@ def load(cls: type[TwinGenerator], path: str | Path) -> TwinGenerator:
     gen.latent_correlation = np.asarray(meta["latent_correlation"], dtype=np.float64)
     gen.data_correlation = np.asarray(meta["data_correlation"], dtype=np.float64)
     gen.chol = np.linalg.cholesky(gen.latent_correlation)
+    gen.components = tuple(MixtureComponent.from_dict(c) for c in meta.get("components", []))
     gen.outcome_model = estimators["outcome_model"]
     gen.trees = compile_trees(gen.outcome_model) if gen.algorithm == "hist_gradient_boosting" else None
     if meta["propensity"] is not None:

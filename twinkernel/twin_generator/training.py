@@ -14,22 +14,25 @@ scikit-learn's ``random_state``.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import ValidationError
 
 from ..config import TwinGenerationConfig, TwinkernelConfig, get_config
 from ..models import TwinType
 from ..population import TWIN_FEATURE_COLUMNS, TwinPopulation
 from . import leakage, outcome, persistence, quality
 from ._common import as_polars, require_columns
+from ._settings import with_overrides as _with_overrides
 from .constraints import column_from_latent, draw_latent, plan_constraints
 from .copula import fit_latent_correlation, pearson
+from .fidelity import FidelityReport, fidelity_report
 from .marginals import ColumnMarginal, decode_column, encoded_matrix, feature_matrix, fit_marginal
+from .mixture import MixtureComponent, condition_components, draw_chunk, fit_mixture
 from .outcome import ALGORITHMS, TwinModelMetrics
 from .propensity import PropensityModel, fit_propensity, heuristic_propensity
 from .trees import CompiledTrees, compile_trees, predict_with
@@ -49,19 +52,6 @@ SETTINGS: tuple[str, ...] = (
     "sklearn_threads",
 )
 """``twin_generation`` keys a :class:`TwinGenerator` may override per instance (keyword arguments)."""
-
-
-def _with_overrides(tg: TwinGenerationConfig, overrides: Mapping[str, Any]) -> TwinGenerationConfig:
-    """The section with per-instance overrides, validated by the same rules as the configuration file."""
-    if not overrides:
-        return tg
-    try:
-        return TwinGenerationConfig.model_validate({**tg.model_dump(), **overrides})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = ".".join(str(p) for p in err["loc"])
-        rule = err["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
-        raise ValueError(f"`{name}` must be {rule}; got {err.get('input')!r}") from None
 
 
 class TwinGenerator:
@@ -160,6 +150,7 @@ chunk_size, leakage_tolerance, sklearn_threads
         self.propensity: PropensityModel | None = None
         self.chol: np.ndarray | None = None
         self.trees: CompiledTrees | None = None
+        self.components: tuple[MixtureComponent, ...] = ()
 
     @property
     def is_trained(self) -> bool:
@@ -183,6 +174,8 @@ chunk_size, leakage_tolerance, sklearn_threads
         treatment_col: str | None = None,
         *,
         feature_time_cols: Mapping[str, str] | None = None,
+        allow_strong_features: Sequence[str] = (),
+        allow_missing_timestamps: bool = False,
         track: Any = None,
     ) -> TwinModelMetrics:
         """Fit the outcome model and the copula on training rows only.
@@ -203,15 +196,27 @@ chunk_size, leakage_tolerance, sklearn_threads
         time_col, cutoff
             Prediction time of each row and the split point: training uses rows with ``time < cutoff``,
             validation rows with ``time >= cutoff``. Without ``cutoff`` the latest ``test_size`` share of
-            distinct times is held out. Cross-validation folds are time-ordered.
+            distinct times is held out. Cross-validation folds are time-ordered. When the rows cannot be
+            split or cross-validated by time (too few distinct times) the fallback is warned about and named
+            in the metrics' ``warnings``.
         entity_col
             Unit id: no entity appears on both sides of any split (held-out entities are validation only).
+            An id column (``id``, ``*_id``) with repeated values (within one time, with ``time_col``) and no
+            ``entity_col`` is an error.
         treatment_col
             0/1 past treatment. The outcome model gets it as a feature (twins are predicted untreated, so
             ``baseline_outcome`` is the untreated outcome) and ``baseline_propensity`` comes from a
             logistic model of it on the features.
         feature_time_cols
             ``{feature: timestamp column}`` when a feature's as-of column is not named ``<feature>_as_of``.
+            A timestamp later than the prediction time (``time_col``, else ``<target>_as_of``) is an error,
+            and so is a stamped feature with neither to check it against.
+        allow_strong_features
+            Features accepted although their out-of-fold association with the target is near-deterministic
+            compared with the rest (``twin_generation.leakage_association``), e.g. a lagged outcome known
+            at prediction time. Other such features are refused as noisy copies of the target.
+        allow_missing_timestamps
+            Accept missing (null) feature timestamps; by default they are an error.
         track
             MLflow lineage (:mod:`twinkernel.lineage`). ``None``: as the config says
             (``repository.lineage.enabled``, off by default). ``True``: a tracker built from the config.
@@ -253,9 +258,16 @@ chunk_size, leakage_tolerance, sklearn_threads
         usable = (target.is_not_null() & target.is_not_nan()).to_numpy()
         excluded = int((~usable).sum())
         leakage.check_target_leakage(frame, target_col, features, treatment_col, usable, tg)
-        leakage.check_feature_timestamps(frame, features, time_col, time_map)
+        allowed = list(allow_strong_features)
+        require_columns(frame, allowed, "allow_strong_features")
+        associations = leakage.association_scores(frame, target_col, features, usable, tg)
+        leakage.check_strong_features(associations, allowed, tg)
+        leakage.check_feature_timestamps(
+            frame, features, time_col, time_map, target_col, usable, allow_missing_timestamps
+        )
+        leakage.check_repeated_ids(frame, entity_col, time_col)
 
-        train_idx, valid_idx, split, cutoff_text = leakage.split_rows(
+        train_idx, valid_idx, split, cutoff_text, split_note = leakage.split_rows(
             frame, usable, time_col, cutoff, entity_col, tg
         )
         if train_idx.size < tg.min_training_rows:
@@ -295,7 +307,10 @@ chunk_size, leakage_tolerance, sklearn_threads
         r2 = outcome.r2_score(y_valid, pred)
         self.residual_sd = float(resid.std(ddof=1)) if resid.size > 1 else 0.0
 
-        folds, cv_scheme = leakage.cv_folds(train_frame, time_col, entity_col, tg)
+        folds, cv_scheme, cv_note = leakage.cv_folds(train_frame, time_col, entity_col, tg)
+        notes = tuple(x for x in (split_note, cv_note) if x is not None)
+        for text in notes:
+            warnings.warn(text, stacklevel=2)
         cv_scores = outcome.cross_validate(algorithm, X_train, y_train, folds, tg, tg.sklearn_threads)
         names = list(self.feature_cols) + ([treatment_col] if treatment_col else [])
         imp_mean, imp_std = outcome.permutation_importance(
@@ -308,6 +323,8 @@ chunk_size, leakage_tolerance, sklearn_threads
             self.marginals, encoded_train, tg.correlation, tg.copula
         )
         self.chol = np.linalg.cholesky(self.latent_correlation)
+        if tg.synthesis.method == "mixture":
+            self.components = fit_mixture(self.marginals, encoded_train, tg)
 
         auc = None
         if treatment_col is not None:
@@ -346,6 +363,8 @@ chunk_size, leakage_tolerance, sklearn_threads
             split=split,
             cutoff=cutoff_text,
             propensity_auc=auc,
+            warnings=notes,
+            feature_association=associations,
         )
         self._track(track, frame)
         return self.metrics
@@ -417,15 +436,25 @@ chunk_size, leakage_tolerance, sklearn_threads
         baseline = np.empty(n, dtype=np.float64)
         feat_pos = {self.columns.index(c): k for k, c in enumerate(self.feature_cols)}
         n_model_cols = len(feat_pos) + (1 if self.treatment_col else 0)
+        if self.components:
+            plans, cum = condition_components(self.components, constraints or {}, tg, int(seed))
         for start in range(0, n, tg.chunk_size):
             m = min(tg.chunk_size, n - start)
-            z = draw_latent(start, m, plan, int(seed), self.latent_correlation, self.chol, tg.gibbs_sweeps)
+            if self.components:
+                stored_cols, value_cols = draw_chunk(
+                    self.components, plans, cum, start, m, int(seed), tg.gibbs_sweeps
+                )
+            else:
+                z = draw_latent(
+                    start, m, plan, int(seed), self.latent_correlation, self.chol, tg.gibbs_sweeps
+                )
+                pairs = [column_from_latent(mg, j, z[:, j], plan) for j, mg in enumerate(self.marginals)]
+                stored_cols, value_cols = [p[0] for p in pairs], [p[1] for p in pairs]
             enc = np.empty((m, n_model_cols), dtype=np.float64)
-            for j, mg in enumerate(self.marginals):
-                stored, values = column_from_latent(mg, j, z[:, j], plan)
-                outputs[j][start : start + m] = stored
+            for j in range(len(self.marginals)):
+                outputs[j][start : start + m] = stored_cols[j]
                 if j in feat_pos:
-                    enc[:, feat_pos[j]] = values
+                    enc[:, feat_pos[j]] = value_cols[j]
             if self.treatment_col:
                 enc[:, -1] = 0.0  # twins are predicted untreated: the baseline outcome
             baseline[start : start + m] = self.predict(enc)
@@ -486,6 +515,32 @@ chunk_size, leakage_tolerance, sklearn_threads
         twins = self.encoded_matrix(frame, impute=False)
         ref = None if reference is None else self.encoded_matrix(as_polars(reference), impute=False)
         return quality.compare(self.marginals, twins, ref, self.data_correlation, self.n_training_rows)
+
+    def fidelity_report(
+        self, population: TwinPopulation | pl.DataFrame, data: Any, seed: int | None = None
+    ) -> FidelityReport:
+        """Twins against the training rows of ``data`` (the frame given to ``train``): column shapes, every
+        pair, a detection classifier, and privacy beside the held-out rows (:mod:`.fidelity`).
+
+        ``seed`` (``None``: ``random_state``) seeds the subsamples and the classifier.
+        """
+        self._require_trained()
+        assert self.training_rows_ is not None and self.validation_rows_ is not None
+        frame = as_polars(data)
+        twins = population.frame if isinstance(population, TwinPopulation) else as_polars(population)
+        require_columns(frame, list(self.columns), "data")
+        require_columns(twins, list(self.columns), "population")
+        if frame.height <= int(max(self.training_rows_.max(), self.validation_rows_.max())):
+            raise ValueError(f"`data` must be the frame given to `train`; got {frame.height} rows")
+        return fidelity_report(
+            frame[self.training_rows_],
+            twins,
+            self.columns,
+            self.tg.fidelity,
+            self.tg.random_state if seed is None else int(seed),
+            holdout=frame[self.validation_rows_],
+            threads=self.tg.sklearn_threads,
+        )
 
     # -----------------------------------------------------------------------------------------------------
     def to_artifacts(self) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,0 +1,286 @@
+"""Mixture of Gaussian copulas: the synthesis that keeps nominal and nonlinear dependence.
+
+One Gaussian copula puts every category on one latent axis in level order, so dependence on an unordered
+category (specialty, region) and step functions (tier from decile) are mostly lost. Here the training rows
+are split into ``synthesis.components`` clusters (seeded k-means on rank normal scores of numeric columns
+and one-hot categories), clusters under ``synthesis.min_component_rows`` rows are merged into the nearest
+larger one, and each cluster gets its own marginals (level frequencies; quantile functions on a grid of one
+point per row, so tails never reach past the cluster's own observed values) and its own latent correlation
+(normal scores). A twin first draws its component (counter RNG, stream ``STREAM_GENERATOR + 2``) and then its
+columns from that component's copula; its draws depend only on ``(seed, twin index)``.
+
+Constraints: every component's plan is resolved against its own marginals and the component weights are
+conditioned on the constraints (``P(k | C) ∝ w_k P_k(C)``): exact for one constrained column; for several,
+``P_k(C)`` is a seeded Monte-Carlo estimate (``synthesis.constraint_mc_draws``) with continuous equalities
+weighted by the component's density at the value. Within the component the constrained columns follow the
+copula's conditional law exactly as in :mod:`.constraints`.
+
+Privacy: nothing copies a training row; continuous values are interpolated inside each cluster's quantile
+function and ``min_component_rows`` keeps clusters large (the fidelity report measures exact copies and
+distance to the closest record beside held-out rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from ..config import SynthesisConfig, TwinGenerationConfig
+from ..kernels._rng import STREAM_GENERATOR
+from ..kernels.copula import correlated_normals, counter_uniforms
+from ..kernels.synthesis import mixture_normals
+from ._common import FrozenResult, readonly
+from .constraints import STREAM_LATENT, Plan, column_from_latent, draw_latent, plan_constraints
+from .copula import fit_latent_correlation
+from .marginals import ColumnMarginal, code_of, discrete_marginal
+
+STREAM_COMPONENT = STREAM_GENERATOR + 2
+STREAM_CONSTRAINT_MC = STREAM_GENERATOR + 3
+
+
+@dataclass(frozen=True, eq=False)
+class MixtureComponent(FrozenResult):
+    """One cluster's copula: its weight, training-row count, marginals and latent correlation."""
+
+    weight: float
+    n_rows: int
+    marginals: tuple[ColumnMarginal, ...]
+    latent_correlation: np.ndarray = field(repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "marginals", tuple(self.marginals))
+        object.__setattr__(self, "latent_correlation", readonly(self.latent_correlation))
+        object.__setattr__(self, "_chol", readonly(np.linalg.cholesky(self.latent_correlation)))
+
+    @property
+    def chol(self) -> np.ndarray:
+        """Cholesky factor of the latent correlation."""
+        return self._chol  # type: ignore[attr-defined]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "weight": self.weight,
+            "n_rows": self.n_rows,
+            "marginals": [m.to_dict() for m in self.marginals],
+            "latent_correlation": self.latent_correlation.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MixtureComponent:
+        return cls(
+            weight=float(d["weight"]),
+            n_rows=int(d["n_rows"]),
+            marginals=tuple(ColumnMarginal.from_dict(m) for m in d["marginals"]),
+            latent_correlation=np.asarray(d["latent_correlation"], dtype=np.float64),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+def _cluster_features(
+    marginals: Sequence[ColumnMarginal], encoded: np.ndarray, sc: SynthesisConfig
+) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    parts = []
+    n = encoded.shape[0]
+    for j, mg in enumerate(marginals):
+        if mg.kind in ("categorical", "boolean") or (
+            mg.is_discrete and len(mg.levels) <= sc.onehot_max_levels
+        ):
+            codes = code_of(encoded[:, j], mg)
+            onehot = np.zeros((n, len(mg.levels)))
+            onehot[np.arange(n), codes] = sc.category_weight
+            parts.append(onehot)
+        else:
+            parts.append(special.ndtri(rankdata(encoded[:, j]) / (n + 1.0))[:, None])
+    return np.hstack(parts)
+
+
+def _assign(features: np.ndarray, sc: SynthesisConfig, seed: int, threads: int | None) -> np.ndarray:
+    """Cluster labels 0..K-1; clusters smaller than ``min_component_rows`` merged into the nearest larger."""
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
+    n = features.shape[0]
+    k = max(1, min(sc.components, n // sc.min_component_rows))
+    if k == 1:
+        return np.zeros(n, dtype=np.int64)
+    km = KMeans(n_clusters=k, n_init=1, max_iter=sc.kmeans_max_iter, random_state=seed)
+    with threadpool_limits(threads):
+        labels = km.fit_predict(features)
+    centers = km.cluster_centers_
+    while True:
+        counts = np.bincount(labels, minlength=centers.shape[0])
+        small = np.flatnonzero((counts > 0) & (counts < sc.min_component_rows))
+        if small.size == 0:
+            break
+        worst = small[np.argmin(counts[small])]  # merge the smallest first, then look again
+        others = np.flatnonzero((counts > 0) & (np.arange(counts.size) != worst))
+        rows = np.flatnonzero(labels == worst)
+        dist = ((features[rows, None, :] - centers[None, others, :]) ** 2).sum(-1)
+        labels[rows] = others[np.argmin(dist, axis=1)]
+    _, labels = np.unique(labels, return_inverse=True)
+    return labels.astype(np.int64)
+
+
+def _component_marginal(mg: ColumnMarginal, x: np.ndarray) -> ColumnMarginal:
+    """The global marginal's shape (same levels) refitted to one cluster's encoded values."""
+    if mg.is_discrete:
+        counts = np.bincount(code_of(x, mg), minlength=len(mg.levels))[: len(mg.levels)].astype(np.float64)
+        return discrete_marginal(mg.name, mg.kind, mg.dtype, mg.levels, counts)
+    grid = np.linspace(0.0, 1.0, max(x.size, 2))
+    return ColumnMarginal(
+        name=mg.name,
+        kind="continuous",
+        dtype=mg.dtype,
+        grid=grid,
+        quantiles=np.quantile(x, grid),
+        integer=mg.integer,
+        fill_value=mg.fill_value,
+    )
+
+
+def fit_mixture(
+    marginals: Sequence[ColumnMarginal], encoded: np.ndarray, tg: TwinGenerationConfig
+) -> tuple[MixtureComponent, ...]:
+    """Fit the components on the encoded (imputed) training rows; see the module docstring."""
+    sc = tg.synthesis
+    labels = _assign(_cluster_features(marginals, encoded, sc), sc, tg.random_state, tg.sklearn_threads)
+    n = encoded.shape[0]
+    out = []
+    for k in range(int(labels.max()) + 1):
+        rows = encoded[labels == k]
+        comp_marginals = tuple(_component_marginal(mg, rows[:, j]) for j, mg in enumerate(marginals))
+        corr = fit_latent_correlation(comp_marginals, rows, "normal_scores", tg.copula)
+        out.append(MixtureComponent(rows.shape[0] / n, rows.shape[0], comp_marginals, corr))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+def _density(mg: ColumnMarginal, v: float) -> float:
+    """Density of a continuous marginal at ``v`` (slope of its CDF over one grid cell either side)."""
+    q = mg.quantiles
+    h = max((float(q[-1]) - float(q[0])) / max(q.size - 1, 1), 1e-12)
+    lo, hi = np.interp([v - h, v + h], q, mg.grid, left=0.0, right=1.0)
+    return float(hi - lo) / (2.0 * h)
+
+
+def condition_components(
+    components: Sequence[MixtureComponent],
+    constraints: Mapping[str, Any],
+    tg: TwinGenerationConfig,
+    seed: int,
+) -> tuple[list[Plan | None], np.ndarray]:
+    """Each component's plan (``None`` when the constraints have probability 0 in it) and the cumulative
+    component weights conditioned on the constraints."""
+    clip = tg.copula.equality_quantile_clip
+    plans: list[Plan | None] = []
+    mass = np.zeros(len(components))
+    first_error: ValueError | None = None
+    for k, comp in enumerate(components):
+        try:
+            plan = plan_constraints(comp.marginals, constraints, clip)
+        except ValueError as exc:
+            first_error = first_error or exc
+            plans.append(None)
+            continue
+        p = _constraint_probability(comp, plan, tg.synthesis, seed)
+        plans.append(plan if p > 0 else None)
+        mass[k] = comp.weight * p
+    if mass.sum() <= 0.0:
+        if first_error is not None and len(constraints) == 1:
+            raise first_error
+        raise ValueError(
+            f"constraints {dict(constraints)} have probability 0 under the fitted model (no component of "
+            "the training data satisfies them together)"
+        )
+    cum = np.cumsum(mass / mass.sum())
+    cum[-1] = 1.0
+    return plans, cum
+
+
+def _constraint_probability(comp: MixtureComponent, plan: Plan, sc: SynthesisConfig, seed: int) -> float:
+    dens = 1.0
+    for j in plan.fixed:
+        dens *= _density(comp.marginals[j], plan.fixed_values[j])
+    if not plan.intervals:
+        return dens
+    ncdf = special.ndtr
+    if len(plan.intervals) == 1:
+        lows, highs = next(iter(plan.intervals.values()))
+        return dens * float(np.sum(ncdf(highs) - ncdf(lows)))
+    d = comp.latent_correlation.shape[0]
+    z = np.empty((sc.constraint_mc_draws, d))
+    correlated_normals(seed, STREAM_CONSTRAINT_MC, 0, np.ascontiguousarray(comp.chol), z)
+    ok = np.ones(z.shape[0], dtype=bool)
+    for j, (lows, highs) in plan.intervals.items():
+        inside = ((z[:, j, None] > lows[None, :]) & (z[:, j, None] <= highs[None, :])).any(axis=1)
+        ok &= inside
+    return dens * float(ok.mean())
+
+
+def draw_chunk(
+    components: Sequence[MixtureComponent],
+    plans: Sequence[Plan | None],
+    cum: np.ndarray,
+    start: int,
+    m: int,
+    seed: int,
+    gibbs_sweeps: int,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(stored outputs, encoded values) per column for twins ``start .. start + m - 1``."""
+    u = np.empty((m, 1))
+    counter_uniforms(seed, STREAM_COMPONENT, start, 1, 0, u)
+    comp = np.minimum(np.searchsorted(cum, u[:, 0], side="right"), len(components) - 1)
+    first = components[0].marginals
+    stored = [np.empty(m, dtype=np.int64 if mg.is_discrete else np.float64) for mg in first]
+    values = [np.empty(m, dtype=np.float64) for _ in first]
+    free = all(p is None or (not p.fixed and not p.intervals) for p in plans)
+    z_all = None
+    if free:  # no constraints: one kernel call for the chunk (the same draws as per component)
+        z_all = np.empty((m, len(first)))
+        mixture_normals(seed, STREAM_LATENT, start, comp.astype(np.int64), stacked_chols(components), z_all)
+    order = np.argsort(comp, kind="stable")
+    bounds = np.searchsorted(comp[order], np.arange(len(components) + 1))
+    for k in range(len(components)):
+        local = order[bounds[k] : bounds[k + 1]]
+        if local.size == 0:
+            continue
+        plan = plans[k]
+        assert plan is not None  # zero-probability components have zero weight
+        c = components[k]
+        if z_all is not None:
+            z = z_all[local]
+        else:
+            rows = (start + local).astype(np.int64)
+            z = draw_latent(0, local.size, plan, seed, c.latent_correlation, c.chol, gibbs_sweeps, rows=rows)
+        for j, mg in enumerate(c.marginals):
+            st, val = column_from_latent(mg, j, z[:, j], plan)
+            stored[j][local] = st
+            values[j][local] = val
+    return stored, values
+
+
+def stacked_chols(components: Sequence[MixtureComponent]) -> np.ndarray:
+    """(K, d, d) Cholesky factors of the components (cached on the first component tuple's owner)."""
+    return np.ascontiguousarray(np.stack([c.chol for c in components]))
+
+
+def n_components_text(components: Sequence[MixtureComponent]) -> str:
+    """``"K components of n_min..n_max training rows"`` (for reprs and docs)."""
+    if not components:
+        return "single copula"
+    sizes = [c.n_rows for c in components]
+    return f"{len(sizes)} components of {min(sizes)}..{max(sizes)} training rows"
+
+
+__all__ = [
+    "MixtureComponent",
+    "condition_components",
+    "draw_chunk",
+    "fit_mixture",
+]
