@@ -15,15 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = [
-    "BootstrapConfig",
-    "CalibrationConfig",
-    "ConfigError",
-    "TwinkernelConfig",
-    "default_config_path",
-    "get_config",
-    "load_config",
-]
+__all__ = ["BootstrapConfig", "CalibrationConfig", "ConfigError", "TwinkernelConfig", "default_config_path",
+           "get_config", "load_config"]  # fmt: skip
 
 ENV_CONFIG_PATH = "TWINKERNEL_CONFIG"
 ENV_REDIS_URL = "TWINKERNEL_REDIS_URL"
@@ -35,9 +28,6 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-Fraction = Field(ge=0.0, le=1.0)
 
 
 # --- twin_generation ---------------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -33,8 +33,9 @@ from ..models import (
 from ..population import TwinPopulation
 from . import decisions as D
 from .boundary import baseline_missing, data_quality, population_warnings, unmatched_values
-from .intervals import FusedPass, Interval, heterogeneity, interval
+from .intervals import FusedPass, Interval, heterogeneity, interval, segment_probabilities
 from .options import CI_METHODS, Call, as_number, resolve_call
+from .protocols import ResultCache, SimulationRecorder
 from .trace import emit_trace, modifier_trace, trace_logger
 
 __all__ = ["CI_METHODS", "ResultCache", "SimulationEngine", "SimulationRecorder"]
@@ -42,20 +43,6 @@ __all__ = ["CI_METHODS", "ResultCache", "SimulationEngine", "SimulationRecorder"
 logger = logging.getLogger("twinkernel")
 
 _EMPTY_INDEX = np.empty(0, dtype=np.int64)
-
-
-class ResultCache(Protocol):
-    """What the engine needs from a cache (see :mod:`twinkernel.simulation_cache`)."""
-
-    def get_or_compute(
-        self, request: SimulationRequest, compute: Callable[[], SimulationResult]
-    ) -> SimulationResult: ...
-
-
-class SimulationRecorder(Protocol):
-    """What the engine needs from a store (see :class:`twinkernel.repository.TwinRepository`)."""
-
-    def record_simulation(self, result: SimulationResult) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -349,7 +336,7 @@ class SimulationEngine:
         if call.heterogeneity:
             t = time.perf_counter()
             het = heterogeneity(self.population, self.config, fused, call.confidence_level, ci.boot)
-            het = self._segment_probabilities(het, call.params)
+            het = segment_probabilities(het, call.params, self.min_effect_threshold)
             timings["heterogeneity_ms"] = (time.perf_counter() - t) * 1e3
         dq = data_quality(self.population, fused.counts, sel.index)
         decision = self._decide(ci, sel, call, dq, warnings)
@@ -545,21 +532,6 @@ class SimulationEngine:
             prob_above_refine=pred.prob_above_refine,
             assurance=assurance,
         )
-
-    def _segment_probabilities(self, het: EffectHeterogeneity, p: EffectParameters) -> EffectHeterogeneity:
-        """Each segment's P(true effect ≥ deploy threshold), so a user sees which segments merit a test."""
-        segments = het.segments()
-        if not segments:
-            return het
-        ates = np.array([seg.ate for _, _, seg in segments], dtype=np.float64)
-        nominal = p.value(K.P_INTENSITY) * p.value(K.P_DURATION) * p.value(K.P_CHANNEL)
-        probs = D.prob_at_least_many(
-            ates, p.value(K.P_BASE), nominal, p.base_sd, p.tau, self.min_effect_threshold, p.df
-        )
-        tables: dict[str, dict[str, Any]] = {f"by_{dim}": {} for dim, _, _ in segments}
-        for (dim, label, seg), prob in zip(segments, probs.tolist(), strict=True):
-            tables[f"by_{dim}"][label] = seg.model_copy(update={"prob_above_deploy": prob})
-        return EffectHeterogeneity(**{k: FrozenMapping(v) for k, v in tables.items()})
 
     def _predict(self, ate: float, p: EffectParameters) -> D.Prediction:
         """The prediction model for an effect ``ate`` simulated with parameters ``p`` (whole or segment)."""

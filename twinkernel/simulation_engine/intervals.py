@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from ..config import TwinkernelConfig
+from ..effect_model import EffectParameters
 from ..kernels import effects as K
 from ..kernels.stats import combine_grouped, shifted_variance
-from ..models import EffectHeterogeneity, SegmentEffect
+from ..models import EffectHeterogeneity, FrozenMapping, SegmentEffect
 from ..population import TwinPopulation
 from . import decisions as D
 from .options import Call
@@ -138,3 +139,19 @@ def heterogeneity(
             for g in np.flatnonzero(keep)
         }
     return EffectHeterogeneity.model_validate(out)
+
+
+def segment_probabilities(
+    het: EffectHeterogeneity, p: EffectParameters, deploy_threshold: float
+) -> EffectHeterogeneity:
+    """Each segment's P(true effect ≥ deploy threshold), so a user sees which segments merit a test."""
+    segments = het.segments()
+    if not segments:
+        return het
+    ates = np.array([seg.ate for _, _, seg in segments], dtype=np.float64)
+    nominal = p.value(K.P_INTENSITY) * p.value(K.P_DURATION) * p.value(K.P_CHANNEL)
+    probs = D.prob_at_least_many(ates, p.value(K.P_BASE), nominal, p.base_sd, p.tau, deploy_threshold, p.df)
+    tables: dict[str, dict[str, Any]] = {f"by_{dim}": {} for dim, _, _ in segments}
+    for (dim, label, seg), prob in zip(segments, probs.tolist(), strict=True):
+        tables[f"by_{dim}"][label] = seg.model_copy(update={"prob_above_deploy": prob})
+    return EffectHeterogeneity(**{k: FrozenMapping(v) for k, v in tables.items()})
