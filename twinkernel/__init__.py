@@ -46,6 +46,8 @@ _EXPORTS: dict[str, str] = {
     "SimulationStatus": ".models",
     "TwinType": ".models",
     "EffectModel": ".effect_model",
+    "FidelityTracker": ".fidelity_tracker",
+    "TwinRetrainingService": ".retraining_service",
     "TwinPopulation": ".population",
     "TwinRepository": ".repository",
     "SimulationEngine": ".simulation_engine",
@@ -65,6 +67,7 @@ __all__ = [
     "ExperimentResult",
     "FidelityGrade",
     "FidelityRecord",
+    "FidelityTracker",
     "InterventionConfig",
     "InterventionType",
     "PopulationFilter",
@@ -80,6 +83,7 @@ __all__ = [
     "TwinModelMetrics",
     "TwinPopulation",
     "TwinRepository",
+    "TwinRetrainingService",
     "TwinType",
     "TwinkernelConfig",
     "__version__",
@@ -95,6 +99,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .bootstrap import BootstrapResult, BootstrapWarning, bootstrap_ci
     from .config import ConfigError, TwinkernelConfig, get_config, load_config
     from .effect_model import EffectModel
+    from .fidelity_tracker import FidelityTracker
     from .models import (
         DigitalTwin,
         EffectHeterogeneity,
@@ -112,6 +117,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .population import TwinPopulation
     from .repository import TwinRepository
+    from .retraining_service import TwinRetrainingService
     from .simulation_cache import CacheStats, SimulationCache, SimulationCacheConfig
     from .simulation_engine import SimulationEngine
     from .twin_generator import Constraint, QualityReport, TwinGenerator, TwinModelMetrics
