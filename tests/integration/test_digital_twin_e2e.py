@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tests.experiment_world import CONFIGS, FACTORS
 from twinkernel import InterventionConfig, SimulationRecommendation, synthetic
 from twinkernel.fidelity_tracker import FidelityTracker
 from twinkernel.models import FidelityGrade
@@ -22,24 +23,6 @@ from twinkernel.repository import TwinRepository
 from twinkernel.retraining_service import TrainingData, TwinRetrainingService
 from twinkernel.twin_generator import TwinGenerator
 
-FACTORS = {
-    "email_campaign": 0.3,
-    "call_frequency_increase": 2.0,
-    "speaker_program_invitation": 0.6,
-    "sample_distribution": -1.0,
-    "peer_influence_activation": 1.5,
-    "digital_engagement": 0.8,
-}
-CONFIGS = {
-    "email_campaign": InterventionConfig(intervention_type="email_campaign", channel="email"),
-    "call_frequency_increase": InterventionConfig(
-        intervention_type="call_frequency_increase", extra_params={"additional_calls": 1}
-    ),
-    "speaker_program_invitation": InterventionConfig(intervention_type="speaker_program_invitation"),
-    "sample_distribution": InterventionConfig(intervention_type="sample_distribution"),
-    "peer_influence_activation": InterventionConfig(intervention_type="peer_influence_activation"),
-    "digital_engagement": InterventionConfig(intervention_type="digital_engagement", channel="digital"),
-}
 N_PER_ARM = 1500
 pytestmark = pytest.mark.slow  # a 20 000-HCP world, two trainings and an MLflow store: ~1.5 min
 

@@ -200,7 +200,8 @@ def _load() -> dict[str, Any]:
     return json.loads(GOLDEN_PATH.read_text()) if GOLDEN_PATH.exists() else {}
 
 
-def _compare(got: dict[str, Any], stored: dict[str, Any]) -> None:
+def _compare(got: dict[str, Any], stored: dict[str, Any]) -> int:
+    """Assert every stored output of this KERNEL_VERSION is reproduced; return how many were compared."""
     assert KERNEL_VERSION in stored, (
         f"no golden values for KERNEL_VERSION {KERNEL_VERSION!r}: record them with "
         "TWINKERNEL_UPDATE_GOLDEN=1 pytest tests/unit/test_golden.py"
@@ -217,6 +218,7 @@ def _compare(got: dict[str, Any], stored: dict[str, Any]) -> None:
                 assert a == pytest.approx(b, rel=GOLDEN_RTOL, abs=GOLDEN_RTOL * 1e-3), (
                     f"{CHANGED}: {name} gives {a!r}, stored {b!r}"
                 )
+    return len(expected)
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +231,8 @@ def test_golden_values_match_kernel_version(golden_now):
     if os.environ.get("TWINKERNEL_UPDATE_GOLDEN") == "1":
         stored[KERNEL_VERSION] = golden_now
         GOLDEN_PATH.write_text(json.dumps(stored, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
-    _compare(golden_now, stored)
+    compared = _compare(golden_now, stored)
+    assert compared == len(golden_now) >= 10  # every kernel output was checked, none silently skipped
 
 
 def test_golden_check_catches_a_change(golden_now):
