@@ -71,7 +71,7 @@ class SimulationEngine:
     config
         Configuration (default: :func:`twinkernel.config.get_config`).
     repository
-        Where completed simulations are recorded. ``None`` (default): the store the config asks for
+        Where completed (and PARTIAL) simulations are recorded. ``None``: the store the config asks for
         (:func:`twinkernel.repository.repository_from_config`: the embedded SQLite store when
         ``repository.enabled``, else nothing). ``False``: record nothing. A store (e.g.
         :class:`~twinkernel.repository.TwinRepository`): that store. A failing store never fails a

@@ -105,6 +105,12 @@ def _batches(seed: int, n_full: int, cfg: TimeoutConfig) -> list[np.ndarray]:
     return [order[:first]] + [order[i : i + cfg.batch_blocks] for i in range(first, n_full, cfg.batch_blocks)]
 
 
+def _positions(blocks: np.ndarray, size: int, stop: int, start: int) -> np.ndarray:
+    """The positions ``blocks × size + 0..size-1``, then ``start .. stop - 1`` (the remainder block)."""
+    pos = (blocks[:, None] * size + np.arange(size)[None, :]).ravel()
+    return np.concatenate([pos, np.arange(start, stop)]) if stop > start else pos
+
+
 def run_blocks(
     fused_pass: FusedPassFn,
     sel: Selection,
@@ -125,14 +131,13 @@ def run_blocks(
     n_slots = -(-n // K.SUM_BLOCK)
     deadline = clock() + timeout_s
     batches = _batches(call.seed, n_full, cfg)
-    effects = np.empty(n, dtype=np.float64)
+    pieces: list[np.ndarray] = []  # each batch's effects; one array of n is built only if all blocks ran
     slot_sums: np.ndarray | None = None
     groups: np.ndarray | None = None
     counts: np.ndarray | None = None
     totals = np.zeros(K.N_SUMS, dtype=np.float64)
     totals[K.S_EFFECT_MIN], totals[K.S_EFFECT_MAX] = np.inf, -np.inf
     means: list[np.ndarray] = []
-    rows: list[np.ndarray] = []
     remainder_total = 0.0
     exact = True
     done = 0
@@ -141,14 +146,12 @@ def run_blocks(
     for b, blocks in enumerate(batches):
         if b > 0 and clock() >= deadline:
             break
-        pos = (blocks[:, None] * size + np.arange(size)[None, :]).ravel()
-        slots = (blocks[:, None] * spb + np.arange(spb)[None, :]).ravel()
-        if b == 0 and rem:
-            pos = np.concatenate([pos, np.arange(n_full * size, n)])
-            slots = np.concatenate([slots, np.arange(n_full * spb, n_slots)])
+        pos = _positions(blocks, size, n if b == 0 else n_full * size, n_full * size)
+        slots = _positions(blocks, spb, n_slots if b == 0 else n_full * spb, n_full * spb)
         sub_rows = pos if sel.index is None else sel.index[pos]
         fp = fused_pass(Selection(sub_rows, int(pos.shape[0]), sel.population_size, sel.targeted), call)
-        effects[pos] = fp.effects
+        del pos, sub_rows
+        pieces.append(fp.effects)
         exact = exact and fp.slot_sums is not None and fp.slot_sums.shape[0] == slots.shape[0]
         if exact and fp.slot_sums is not None:
             if slot_sums is None:
@@ -165,7 +168,6 @@ def run_blocks(
         means.append(fp.effects[: n_blocks * size].reshape(n_blocks, size).mean(axis=1))
         if b == 0 and rem:
             remainder_total = float(fp.effects[n_blocks * size :].sum())
-        rows.append(sub_rows)
         done += n_blocks
         processed += 1
         effect_shift = fp.effect_shift
@@ -174,10 +176,15 @@ def run_blocks(
         if not exact or slot_sums is None or groups is None:
             # The pass no longer returns per-slot sums: only a one-pass run reproduces its rounding.
             return BlockRun(fused_pass(sel, call), blocks_used=done, blocks_total=n_full, batches=processed)
+        effects = np.empty(n, dtype=np.float64)
+        for b in range(processed):
+            effects[_positions(batches[b], size, n if b == 0 else n_full * size, n_full * size)] = pieces[b]
+            pieces[b] = effects[:0]  # release the batch's array as soon as it is copied
         fused = FusedPass(effects, counts, combine_columns(slot_sums), groups, effect_shift, slot_sums)
         return BlockRun(fused, blocks_used=done, blocks_total=n_full, batches=processed)
-    del effects, slot_sums, groups
-    used = np.concatenate(rows)
+    del pieces, slot_sums, groups
+    used = _positions(np.concatenate(batches[:processed]), size, n, n_full * size)
+    used = used if sel.index is None else sel.index[used]
     level = call.confidence_level
     ci = _estimate(np.concatenate(means), remainder_total, n, n_full, size, totals, used.shape[0], level)
     return BlockRun(None, ci, used, counts, blocks_used=done, blocks_total=n_full, batches=processed)
