@@ -178,7 +178,7 @@ class SimulationResult(BaseModel):
         if self.effect_uncertainty_sd is None or self.outcome_std is None:
             raise ValueError(
                 f"this result has no prediction quantities (status {self.status.value}); "
-                "only completed simulations have a prediction interval"
+                "only completed or partial simulations have a prediction interval"
             )
         m = self.recommended_sample_size if n_per_arm is None else n_per_arm
         if m is None:

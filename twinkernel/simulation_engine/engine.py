@@ -152,7 +152,7 @@ class SimulationEngine:
 
     def _record(self, result: SimulationResult) -> None:
         """Record a computed COMPLETED or PARTIAL result (with its status); a failing store is logged."""
-        if self.repository is None or result.status not in (_RECORDED):
+        if self.repository is None or result.status not in _RECORDED:
             return
         try:
             self.repository.record_simulation(result)
@@ -312,14 +312,16 @@ class SimulationEngine:
         trace, _ = self._trace(index, p, seed)
         emit_trace(self.population.twin_ids.gather(index).to_list(), trace, force)
 
-    def _run(self, digest: str, call: Call, debug_trace: bool, timeout: float | None) -> SimulationResult:
+    def _run(
+        self, request_digest: str, call: Call, debug_trace: bool, timeout: float | None = None
+    ) -> SimulationResult:
         """Select, run the fused pass, take the interval and segments, decide, and build the result."""
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
         warnings = [*population_warnings(self.population), *call.params.warnings]
         sel = self._select(call.ic, call.pf)
         timings["select_ms"] = (time.perf_counter() - t_start) * 1e3
-        common = self._common_fields(digest, call, sel)
+        common = self._common_fields(request_digest, call, sel)
         if sel.n < self.config.simulation.min_twins:
             return self._failed(common, call, sel, warnings, timings, t_start)
         if debug_trace or trace_logger.isEnabledFor(logging.DEBUG):
@@ -333,7 +335,9 @@ class SimulationEngine:
             run = P.run_blocks(self._fused_pass, sel, call, budget, timeout, self.clock)
             timings["kernel_ms"] = (time.perf_counter() - t) * 1e3
             if run.fused is None:
-                return P.partial_result(self, run, common, call, sel, warnings, timings, t_start)
+                result = P.partial_result(self, run, common, call, sel, warnings, timings, t_start)
+                log_result(logger, result)
+                return result
             fused = run.fused
         timings["kernel_ms"] = (time.perf_counter() - t) * 1e3
         t = time.perf_counter()
@@ -369,7 +373,7 @@ class SimulationEngine:
             data_quality=FrozenMapping({k: FrozenMapping(v) for k, v in dq.items()}),
             memory_usage_mb=nbytes / 2**20,
         )
-        log_result(result)
+        log_result(logger, result)
         return result
 
     def _common_fields(self, request_digest: str, call: Call, sel: _Selection) -> dict[str, Any]:

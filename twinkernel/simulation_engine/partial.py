@@ -44,7 +44,6 @@ from ..models import EffectHeterogeneity, FrozenMapping, SimulationResult, Simul
 from .boundary import data_quality
 from .intervals import FusedPass, Interval
 from .options import Call, Selection, as_number
-from .trace import log_result
 
 if TYPE_CHECKING:
     from .engine import SimulationEngine
@@ -274,5 +273,4 @@ def partial_result(
         memory_usage_mb=(rows.nbytes + n_used * 8) / 2**20,
         twins_used=n_used,
     )
-    log_result(result)
     return result

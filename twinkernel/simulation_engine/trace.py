@@ -18,7 +18,6 @@ from ..population import TwinPopulation
 __all__ = ["emit_trace", "log_result", "modifier_trace", "trace_logger"]
 
 trace_logger = logging.getLogger("twinkernel.trace")
-logger = logging.getLogger("twinkernel")
 
 
 def modifier_trace(
@@ -70,8 +69,8 @@ def emit_trace(twin_ids: list[Any], trace: np.ndarray, force: bool) -> None:
             trace_logger.debug(fmt, *args)
 
 
-def log_result(result: SimulationResult) -> None:
-    """One INFO line per computed result (on the ``twinkernel`` logger)."""
+def log_result(logger: logging.Logger, result: SimulationResult) -> None:
+    """One INFO line per computed result (the engine passes its module's ``twinkernel`` logger)."""
     recommendation = result.recommendation.value.upper() if result.recommendation is not None else "NONE"
     logger.info(
         "simulated %s on %d twins: ATE %.5f, %.0f%% CI [%.5f, %.5f] (%s, %s) -> %s in %.1f ms",
