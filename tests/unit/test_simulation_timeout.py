@@ -104,7 +104,9 @@ def _alive(kind: tuple[type, ...]) -> int:
 
 
 class TestTimeoutScenarios:
-    def test_simulation_timeout_handling(self, engine: SimulationEngine, config: Any, tmp_path: Any) -> None:
+    def test_simulation_timeout_handling(
+        self, engine: SimulationEngine, config: Any, tmp_path: Any, make_population: Any
+    ) -> None:
         size, n_full, rem, first, batch = _layout(config, N)
         assert n_full > first + batch  # the population has blocks left after two batches
 
@@ -121,6 +123,13 @@ class TestTimeoutScenarios:
             assert timed.simulated_ate == full.simulated_ate
             assert timed.simulated_ci_lower == full.simulated_ci_lower
             assert len(timed.effect_heterogeneity.segments()) == len(full.effect_heterogeneity.segments()) > 0
+
+        # Fewer twins than one block: the remainder block alone, always processed, is the whole run.
+        small = SimulationEngine(make_population(2_000), cache=False, repository=False)
+        small.clock = StepClock(step=1.0)
+        small_timed = small.simulate(EMAIL, seed=21, timeout_s=0.5)
+        assert small_timed.status == SimulationStatus.COMPLETED and small_timed.twin_count == 2_000
+        assert _stable(small_timed) == _stable(small.simulate(EMAIL, seed=21))
 
         # Out of time: the clock is read at the start and before each later batch; two batches fit.
         clock = StepClock(step=1.0)

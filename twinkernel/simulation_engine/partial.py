@@ -151,14 +151,15 @@ def run_blocks(
         fp = fused_pass(Selection(sub_rows, int(pos.shape[0]), sel.population_size, sel.targeted), call)
         del pos, sub_rows
         pieces.append(fp.effects)
-        exact = exact and fp.slot_sums is not None and fp.slot_sums.shape[0] == slots.shape[0]
+        # Per-slot rows of this batch, one per reduction slot, can be put back in selection order.
+        rows_ok = fp.slot_sums is not None and fp.slot_sums.shape[0] == fp.groups.shape[0] == len(slots)
+        exact = exact and rows_ok
         if exact and fp.slot_sums is not None:
-            if slot_sums is None:
+            if slot_sums is None or groups is None:
                 slot_sums = np.empty((n_slots, fp.slot_sums.shape[1]), dtype=np.float64)
                 groups = np.zeros((n_slots, *fp.groups.shape[1:]), dtype=np.float64)
             slot_sums[slots] = fp.slot_sums
-            if groups is not None and fp.groups.shape[0] == slots.shape[0]:
-                groups[slots] = fp.groups
+            groups[slots] = fp.groups
         counts = fp.counts.copy() if counts is None else counts + fp.counts
         totals[: K.S_EFFECT_MIN] += fp.totals[: K.S_EFFECT_MIN]
         totals[K.S_EFFECT_MIN] = min(totals[K.S_EFFECT_MIN], fp.totals[K.S_EFFECT_MIN])
