@@ -199,7 +199,10 @@ def test_100k_twins_generation(benchmark: Any, generator: Any) -> None:
 @pytest.mark.slow
 def test_scaling_behavior(benchmark: Any) -> None:
     """Above 1e5 twins, simulate's time is linear in n: the fitted log-log slope of the median time over
-    ``performance.scaling_sizes`` (2e5 … 2e6) lies in [``min_scaling_slope``, ``max_scaling_slope``].
+    ``performance.scaling_sizes`` (5e5 … 4e6) lies in [``min_scaling_slope``, ``max_scaling_slope``].
+
+    The sizes start at 5e5 because a fixed per-call cost (decisions, segment probabilities, the result:
+    about 2 ms quiet, 12 ms at a load average of 13) bends the fit: over 2e5 … 2e6 it measured 0.91–0.97.
 
     All sizes are timed interleaved on one thread in one process (medians of 7 calls each), so a loaded
     machine slows every size alike. Each size's result is checked against the NumPy reference first.

@@ -19,6 +19,7 @@ import pytest
 from scipy import stats
 
 from tests.conftest import make_population_frame
+from tests.naive_timeout import STREAM_BLOCK_ORDER as naive_stream
 from tests.naive_timeout import block_order as naive_block_order
 from tests.naive_timeout import block_sample_estimate
 from twinkernel import (
@@ -30,6 +31,7 @@ from twinkernel import (
     SimulationStatus,
     TwinPopulation,
 )
+from twinkernel.kernels import _rng
 from twinkernel.kernels import effects as K
 from twinkernel.repository import TwinRepository
 from twinkernel.simulation_engine.intervals import FusedPass
@@ -180,6 +182,7 @@ class TestTimeoutScenarios:
 
         # The block order and the estimate, recomputed by plain loops from the full run's effects.
         blocks = naive_block_order(seed, n_full)[:first]
+        assert naive_stream == _rng.STREAM_BLOCK_ORDER
         assert block_order(seed, n_full).tolist() == naive_block_order(seed, n_full)
         effects = engine.modifier_table(EMAIL, seed=seed)["effect"].to_list()
         assert sum(effects) / N == pytest.approx(full.simulated_ate, rel=1e-12)
