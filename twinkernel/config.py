@@ -15,6 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .config_performance import PerformanceConfig
+from .config_timeout import TimeoutConfig
+
 __all__ = ["BootstrapConfig", "CalibrationConfig", "ConfigError", "TwinkernelConfig", "default_config_path",
            "get_config", "load_config"]  # fmt: skip
 
@@ -298,6 +301,7 @@ class SimulationConfig(_Section):
     population_checks: PopulationChecksConfig
     intervention_effects: InterventionEffectsConfig
     recommendations: RecommendationConfig
+    timeout: TimeoutConfig
 
     @model_validator(mode="after")
     def _channels_cover_multipliers(self) -> SimulationConfig:
@@ -438,25 +442,6 @@ class CalibrationConfig(_Section):
 
 class ObservabilityConfig(_Section):
     """Reserved for observability settings. There is no log level: a library never sets log levels."""
-
-
-# --- performance (limits the performance tests assert) -----------------------------------------------------
-class PerformanceConfig(_Section):
-    """Limits asserted by ``tests/performance``: speed as same-run ratios, memory in MB (10**6 bytes)."""
-
-    min_speedup_10k: float = Field(ge=1.0, le=1e6)
-    min_speedup_50k: float = Field(ge=1.0, le=1e6)
-    min_generation_speedup: float = Field(ge=1.0, le=1e7)
-    max_scaling_slope: float = Field(gt=0.0, le=2.0)
-    max_debug_overhead_fraction: float = Field(gt=0.0, le=10.0)
-    simulate_traced_peak_mb_10k: float = Field(gt=0.0)
-    simulate_traced_peak_mb_50k: float = Field(gt=0.0)
-    max_simulate_bytes_per_twin: float = Field(ge=8.0, le=1e4)
-    linear_fit_tolerance: float = Field(gt=0.0, lt=1.0)
-    leak_tolerance_kib: float = Field(ge=0.0)
-    gc_retained_fraction: float = Field(ge=0.0, lt=1.0)
-    peak_rss_mb_10m: float = Field(gt=0.0)
-    simulate_rss_overhead_mb_10m: float = Field(gt=0.0)
 
 
 class TwinkernelConfig(_Section):

@@ -198,33 +198,34 @@ def test_100k_twins_generation(benchmark: Any, generator: Any) -> None:
 
 @pytest.mark.slow
 def test_scaling_behavior(benchmark: Any) -> None:
-    """1 K → 50 K twins: per-call time grows at most linearly (log-log slope within the configured limit).
+    """Above 1e5 twins, simulate's time is linear in n: the fitted log-log slope of the median time over
+    ``performance.scaling_sizes`` (5e5 … 4e6) lies in [``min_scaling_slope``, ``max_scaling_slope``].
 
-    All sizes are timed interleaved on one thread in one process (medians of 15 calls each); a fixed
-    per-call cost makes small sizes relatively expensive, so the slope is usually well below 1.
+    The sizes start at 5e5 because a fixed per-call cost (decisions, segment probabilities, the result:
+    about 2 ms quiet, 12 ms at a load average of 13) bends the fit: over 2e5 … 2e6 it measured 0.91–0.97.
+
+    All sizes are timed interleaved on one thread in one process (medians of 7 calls each), so a loaded
+    machine slows every size alike. Each size's result is checked against the NumPy reference first.
     """
     limits = performance_limits()
-    sizes = [1_000, 5_000, 10_000, 50_000]
-    engines = {n: engine_for(hcp_population(n)) for n in sizes}
+    sizes = list(limits.scaling_sizes)
+    assert min(sizes) > 100_000 and limits.min_scaling_slope <= 1.0 <= limits.max_scaling_slope
+    engines = {n: engine_for(hcp_population(n, cached=False)) for n in sizes}
     for n, engine in engines.items():
         check_simulation(engine.simulate(EMAIL, seed=SEED), engine.population, n, True)
 
     def sweep() -> dict[int, float]:
         with one_thread():
             times = interleaved_times(
-                {str(n): (lambda e=e: e.simulate(EMAIL, seed=SEED)) for n, e in engines.items()}, 15
+                {str(n): (lambda e=e: e.simulate(EMAIL, seed=SEED)) for n, e in engines.items()}, 7
             )
         return {n: float(np.median(times[str(n)])) for n in sizes}
 
     medians = benchmark.pedantic(sweep, rounds=1, iterations=1)
     slope = float(np.polyfit(np.log(sizes), np.log([medians[n] for n in sizes]), 1)[0])
-    ratio = medians[sizes[-1]] / medians[sizes[0]]
-    benchmark.extra_info.update(
-        median_ms={n: t * 1e3 for n, t in medians.items()}, loglog_slope=slope, ratio_50k_1k=ratio
-    )
-    print(f"\nscaling: median ms { ({n: round(t * 1e3, 3) for n, t in medians.items()}) }, slope {slope:.2f}")
-    assert slope <= limits.max_scaling_slope
-    assert ratio <= (sizes[-1] / sizes[0]) ** limits.max_scaling_slope
+    benchmark.extra_info.update(median_ms={n: t * 1e3 for n, t in medians.items()}, loglog_slope=slope)
+    print(f"\nscaling: median ms { ({n: round(t * 1e3, 2) for n, t in medians.items()}) }, slope {slope:.3f}")
+    assert limits.min_scaling_slope <= slope <= limits.max_scaling_slope
 
 
 @pytest.mark.slow

@@ -25,7 +25,8 @@ stream   purpose
 =======  ==========================================
 1        per-twin effect noise, radius (index = twin key)
 2        per-twin effect noise, angle (index = twin key)
-3..15    reserved for the simulation core
+3        order of the blocks of a simulation with a timeout (index = block number)
+4..15    reserved for the simulation core
 16..31   bootstrap resampling
 32..47   twin generation
 =======  ==========================================
@@ -38,6 +39,7 @@ from numba import njit, prange
 
 STREAM_EFFECT_NOISE = 1
 STREAM_EFFECT_NOISE_ANGLE = 2
+STREAM_BLOCK_ORDER = 3
 STREAM_BOOTSTRAP = 16
 STREAM_BOOTSTRAP_BLB = 17
 STREAM_GENERATOR = 32

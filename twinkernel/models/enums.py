@@ -14,10 +14,14 @@ class TwinType(StrEnum):
 
 
 class SimulationStatus(StrEnum):
+    """A result's state. PARTIAL: ``simulate(timeout_s=...)`` ran out of time and estimated the ATE from a
+    seeded random sample of blocks of twins (``twins_used`` of ``twin_count``)."""
+
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    PARTIAL = "partial"
 
 
 class SimulationRecommendation(StrEnum):

@@ -155,6 +155,9 @@ class SimulationResult(BaseModel):
     prob_above_refine: float | None = Field(default=None, ge=0.0, le=1.0)
     assurance: float | None = Field(default=None, ge=0.0, le=1.0)
     """Probability that a real test of the recommended size comes out significant and positive."""
+    twins_used: int | None = Field(default=None, ge=0)
+    """PARTIAL results: the twins whose effects were computed before the timeout (a random sample of blocks
+    of the ``twin_count`` selected twins); ``None`` when every selected twin was simulated."""
 
     def prediction_interval(
         self, n_per_arm: float | None = None, confidence_level: float | None = None
@@ -175,7 +178,7 @@ class SimulationResult(BaseModel):
         if self.effect_uncertainty_sd is None or self.outcome_std is None:
             raise ValueError(
                 f"this result has no prediction quantities (status {self.status.value}); "
-                "only completed simulations have a prediction interval"
+                "only completed or partial simulations have a prediction interval"
             )
         m = self.recommended_sample_size if n_per_arm is None else n_per_arm
         if m is None:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -32,25 +31,20 @@ from ..models import (
 )
 from ..population import TwinPopulation
 from . import decisions as D
+from . import partial as P
 from .boundary import baseline_missing, data_quality, population_warnings, unmatched_values
 from .intervals import FusedPass, Interval, heterogeneity, interval, segment_probabilities
 from .options import CI_METHODS, Call, as_number, resolve_call
+from .options import Selection as _Selection
 from .protocols import ResultCache, SimulationRecorder
-from .trace import emit_trace, modifier_trace, trace_logger
+from .trace import emit_trace, log_result, modifier_trace, trace_logger
 
 __all__ = ["CI_METHODS", "ResultCache", "SimulationEngine", "SimulationRecorder"]
 
 logger = logging.getLogger("twinkernel")
+_RECORDED = (SimulationStatus.COMPLETED, SimulationStatus.PARTIAL)
 
 _EMPTY_INDEX = np.empty(0, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class _Selection:
-    index: np.ndarray | None  # population rows, or None for "every row in order"
-    n: int
-    population_size: int
-    targeted: int
 
 
 class SimulationEngine:
@@ -77,7 +71,7 @@ class SimulationEngine:
     config
         Configuration (default: :func:`twinkernel.config.get_config`).
     repository
-        Where completed simulations are recorded. ``None`` (default): the store the config asks for
+        Where completed (and PARTIAL) simulations are recorded. ``None``: the store the config asks for
         (:func:`twinkernel.repository.repository_from_config`: the embedded SQLite store when
         ``repository.enabled``, else nothing). ``False``: record nothing. A store (e.g.
         :class:`~twinkernel.repository.TwinRepository`): that store. A failing store never fails a
@@ -132,6 +126,7 @@ class SimulationEngine:
         ):
             raise ValueError(f"`model_fidelity_score` must be between 0 and 1; got {model_fidelity_score}")
         self.model_fidelity_score = model_fidelity_score
+        self.clock: Callable[[], float] = time.perf_counter  # simulate(timeout_s=...) reads it; tests inject
         self.effect_model = effect_model if effect_model is not None else EffectModel.from_config(self.config)
         self.cache: ResultCache | None
         if cache is False:
@@ -156,8 +151,8 @@ class SimulationEngine:
         return repository_from_config(self.config)
 
     def _record(self, result: SimulationResult) -> None:
-        """Record a computed, completed result; a failing store is logged, never raised."""
-        if self.repository is None or result.status != SimulationStatus.COMPLETED:
+        """Record a computed COMPLETED or PARTIAL result (with its status); a failing store is logged."""
+        if self.repository is None or result.status not in _RECORDED:
             return
         try:
             self.repository.record_simulation(result)
@@ -184,6 +179,7 @@ class SimulationEngine:
         ci_method: str | None = None,
         n_resamples: int | None = None,
         debug_trace: bool = False,
+        timeout_s: float | None = None,
     ) -> SimulationResult:
         """Simulate ``intervention_config`` on the (filtered, targeted) population.
 
@@ -210,6 +206,9 @@ class SimulationEngine:
         debug_trace
             Log every twin's modifiers (first ``trace_limit`` twins) at DEBUG even when the ``twinkernel``
             logger is not at DEBUG.
+        timeout_s
+            Time budget of the effect pass in seconds (``None``: none). Out of time: a PARTIAL result with an
+            unbiased estimate from seeded random blocks of twins (:mod:`.partial`); in time: the full result.
 
         Returns
         -------
@@ -217,6 +216,7 @@ class SimulationEngine:
             Status FAILED (never an exception, ``recommendation=None``) when fewer than ``min_twins``
             twins remain; its message names filter values that matched no twin.
         """
+        timeout = P.check_timeout(timeout_s)
         call = resolve_call(
             self.config,
             self.effect_model,
@@ -245,7 +245,7 @@ class SimulationEngine:
         digest = request.digest()
 
         def compute() -> SimulationResult:
-            result = self._run(digest, call, debug_trace)
+            result = self._run(digest, call, debug_trace, timeout)
             self._record(result)
             return result
 
@@ -312,7 +312,9 @@ class SimulationEngine:
         trace, _ = self._trace(index, p, seed)
         emit_trace(self.population.twin_ids.gather(index).to_list(), trace, force)
 
-    def _run(self, request_digest: str, call: Call, debug_trace: bool) -> SimulationResult:
+    def _run(
+        self, request_digest: str, call: Call, debug_trace: bool, timeout: float | None = None
+    ) -> SimulationResult:
         """Select, run the fused pass, take the interval and segments, decide, and build the result."""
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
@@ -326,7 +328,17 @@ class SimulationEngine:
             self._emit_trace(sel, call.params, call.seed, force=debug_trace)
 
         t = time.perf_counter()
-        fused = self._fused_pass(sel, call)
+        if timeout is None:
+            fused = self._fused_pass(sel, call)
+        else:
+            budget = self.config.simulation.timeout
+            run = P.run_blocks(self._fused_pass, sel, call, budget, timeout, self.clock)
+            timings["kernel_ms"] = (time.perf_counter() - t) * 1e3
+            if run.fused is None:
+                result = P.partial_result(self, run, common, call, sel, warnings, timings, t_start)
+                log_result(logger, result)
+                return result
+            fused = run.fused
         timings["kernel_ms"] = (time.perf_counter() - t) * 1e3
         t = time.perf_counter()
         ci = interval(self.population, self.config, fused, sel.index, call)
@@ -361,7 +373,7 @@ class SimulationEngine:
             data_quality=FrozenMapping({k: FrozenMapping(v) for k, v in dq.items()}),
             memory_usage_mb=nbytes / 2**20,
         )
-        _log_result(result)
+        log_result(logger, result)
         return result
 
     def _common_fields(self, request_digest: str, call: Call, sel: _Selection) -> dict[str, Any]:
@@ -459,7 +471,7 @@ class SimulationEngine:
             baseline_shift,
             effects,
         )
-        return FusedPass(effects, counts.sum(axis=0), combine_columns(sums), groups, effect_shift)
+        return FusedPass(effects, counts.sum(axis=0), combine_columns(sums), groups, effect_shift, sums)
 
     def _outcome_sd(self, interval: Interval, sel: _Selection, warnings: list[str]) -> float:
         """Outcome sd a real test would measure: baseline spread + effect spread + residual.
@@ -579,19 +591,3 @@ class SimulationEngine:
                 f"{self.confidence_threshold:.2f}"
             )
         return confidence, fidelity_reason
-
-
-def _log_result(result: SimulationResult) -> None:
-    recommendation = result.recommendation.value.upper() if result.recommendation is not None else "NONE"
-    logger.info(
-        "simulated %s on %d twins: ATE %.5f, %.0f%% CI [%.5f, %.5f] (%s) -> %s in %.1f ms",
-        result.intervention_config.intervention_type,
-        result.twin_count,
-        result.simulated_ate,
-        result.confidence_level * 100,
-        result.simulated_ci_lower,
-        result.simulated_ci_upper,
-        result.ci_method,
-        recommendation,
-        result.execution_time_ms,
-    )

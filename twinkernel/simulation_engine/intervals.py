@@ -32,6 +32,8 @@ class FusedPass:
     totals: np.ndarray
     groups: np.ndarray
     effect_shift: float
+    slot_sums: np.ndarray | None = None
+    """The per-slot rows ``totals`` combines (``simulate(timeout_s=...)`` reassembles them in order)."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from ..config import TwinkernelConfig
 from ..effect_model import EffectModel, EffectParameters
 from ..models import InterventionConfig, PopulationFilter
 
-__all__ = ["CI_METHODS", "Call", "as_number", "resolve_call"]
+__all__ = ["CI_METHODS", "Call", "Selection", "as_number", "resolve_call"]
 
 CI_METHODS = ("analytic", "percentile", "basic", "bca")
 
@@ -31,6 +31,16 @@ class Call:
     seed_given: bool
     heterogeneity: bool
     params: EffectParameters
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The twins a call simulates: population rows (``index``; ``None`` for every row in order)."""
+
+    index: np.ndarray | None
+    n: int
+    population_size: int
+    targeted: int
 
 
 def as_number(name: str, value: Any) -> float:
