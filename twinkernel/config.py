@@ -1,8 +1,7 @@
 """Load and validate ``config/digital_twin_config.yaml`` once.
 
 Every threshold, prior and limit the library uses lives in that file. :func:`load_config` reads it into
-frozen pydantic models; a wrong value fails at load with its YAML key path and the allowed range.
-"""
+frozen pydantic models; a wrong value fails at load with its YAML key path and the allowed range."""
 
 from __future__ import annotations
 
@@ -14,6 +13,8 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .config_sweep import SweepConfig
 
 __all__ = ["BootstrapConfig", "CalibrationConfig", "ConfigError", "TwinkernelConfig", "default_config_path",
            "get_config", "load_config"]  # fmt: skip
@@ -298,6 +299,7 @@ class SimulationConfig(_Section):
     population_checks: PopulationChecksConfig
     intervention_effects: InterventionEffectsConfig
     recommendations: RecommendationConfig
+    sweep: SweepConfig
 
     @model_validator(mode="after")
     def _channels_cover_multipliers(self) -> SimulationConfig:

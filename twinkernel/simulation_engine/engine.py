@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -36,7 +36,7 @@ from .boundary import baseline_missing, data_quality, population_warnings, unmat
 from .intervals import FusedPass, Interval, heterogeneity, interval, segment_probabilities
 from .options import CI_METHODS, Call, as_number, resolve_call
 from .protocols import ResultCache, SimulationRecorder
-from .trace import emit_trace, modifier_trace, trace_logger
+from .trace import emit_trace, log_result, modifier_trace, trace_logger
 
 __all__ = ["CI_METHODS", "ResultCache", "SimulationEngine", "SimulationRecorder"]
 
@@ -277,6 +277,21 @@ class SimulationEngine:
             cols[name] = trace[:, k]
         return pl.DataFrame(cols)
 
+    def sweep(
+        self,
+        configs: Sequence[InterventionConfig],
+        population_filter: PopulationFilter | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> pl.DataFrame:
+        """One row per config, each equal to ``simulate``'s, in one pass: see :mod:`.sweep` (docs/sweep.md).
+
+        ``options``: ``confidence_level``, ``calculate_heterogeneity``, ``ci_method``, ``n_resamples``.
+        """
+        from .sweep import sweep
+
+        return sweep(self, configs, population_filter, seed, **options)
+
     # --- the computation ---------------------------------------------------------------------------------
     def _select(self, ic: InterventionConfig, pf: PopulationFilter) -> _Selection:
         pop = self.population
@@ -361,7 +376,7 @@ class SimulationEngine:
             data_quality=FrozenMapping({k: FrozenMapping(v) for k, v in dq.items()}),
             memory_usage_mb=nbytes / 2**20,
         )
-        _log_result(result)
+        log_result(logger, result)
         return result
 
     def _common_fields(self, request_digest: str, call: Call, sel: _Selection) -> dict[str, Any]:
@@ -579,19 +594,3 @@ class SimulationEngine:
                 f"{self.confidence_threshold:.2f}"
             )
         return confidence, fidelity_reason
-
-
-def _log_result(result: SimulationResult) -> None:
-    recommendation = result.recommendation.value.upper() if result.recommendation is not None else "NONE"
-    logger.info(
-        "simulated %s on %d twins: ATE %.5f, %.0f%% CI [%.5f, %.5f] (%s) -> %s in %.1f ms",
-        result.intervention_config.intervention_type,
-        result.twin_count,
-        result.simulated_ate,
-        result.confidence_level * 100,
-        result.simulated_ci_lower,
-        result.simulated_ci_upper,
-        result.ci_method,
-        recommendation,
-        result.execution_time_ms,
-    )

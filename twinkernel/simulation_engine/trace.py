@@ -12,9 +12,10 @@ import numpy as np
 
 from ..effect_model import EffectParameters
 from ..kernels import effects as K
+from ..models import SimulationResult
 from ..population import TwinPopulation
 
-__all__ = ["emit_trace", "modifier_trace", "trace_logger"]
+__all__ = ["emit_trace", "log_result", "modifier_trace", "trace_logger"]
 
 trace_logger = logging.getLogger("twinkernel.trace")
 
@@ -66,3 +67,20 @@ def emit_trace(twin_ids: list[Any], trace: np.ndarray, force: bool) -> None:
             trace_logger.handle(record)
         else:
             trace_logger.debug(fmt, *args)
+
+
+def log_result(log: logging.Logger, result: SimulationResult) -> None:
+    """The one INFO line per simulation (``log`` is the engine module's logger)."""
+    recommendation = result.recommendation.value.upper() if result.recommendation is not None else "NONE"
+    log.info(
+        "simulated %s on %d twins: ATE %.5f, %.0f%% CI [%.5f, %.5f] (%s) -> %s in %.1f ms",
+        result.intervention_config.intervention_type,
+        result.twin_count,
+        result.simulated_ate,
+        result.confidence_level * 100,
+        result.simulated_ci_lower,
+        result.simulated_ci_upper,
+        result.ci_method,
+        recommendation,
+        result.execution_time_ms,
+    )
