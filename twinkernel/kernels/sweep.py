@@ -139,19 +139,34 @@ def sweep_pass(
     shared = params[0]
     cap = shared[P_CAP]
     n_adopt = adoption_mult.shape[0]
+    # Per-config values as contiguous vectors: the inner loops run over configs, so they vectorise.
+    base = np.ascontiguousarray(params[:, P_BASE])
+    noise_sd = np.ascontiguousarray(params[:, P_NOISE_SD])
+    intensity = np.ascontiguousarray(params[:, P_INTENSITY])
+    duration = np.ascontiguousarray(params[:, P_DURATION])
+    channel = np.ascontiguousarray(params[:, P_CHANNEL])
+    use_tier = np.empty(k_configs, dtype=np.bool_)
+    use_gate = np.empty(k_configs, dtype=np.bool_)
+    threshold = np.empty(k_configs, dtype=np.float64)
+    for kc in range(k_configs):
+        use_tier[kc] = params[kc, P_USE_TIER] > 0.5
+        use_gate[kc] = params[kc, P_PEER_THRESHOLD] >= 0.0
+        # Peer scores are clamped to [0, 1] first, so -inf never gates: the same as no gate.
+        threshold[kc] = params[kc, P_PEER_THRESHOLD] if use_gate[kc] else -np.inf
     for t in prange(n_tasks):
-        # Config-independent per-twin values of one block.
-        prefix = np.empty(SUM_BLOCK, dtype=np.float64)
-        m_prop = np.empty(SUM_BLOCK, dtype=np.float64)
-        m_tier = np.empty(SUM_BLOCK, dtype=np.float64)
-        q_peer = np.empty(SUM_BLOCK, dtype=np.float64)
-        z = np.empty(SUM_BLOCK, dtype=np.float64)
-        g_of = np.empty((SUM_BLOCK, max(n_dims, 1)), dtype=np.int64)
+        s_e = np.empty(k_configs, dtype=np.float64)
+        s_ee = np.empty(k_configs, dtype=np.float64)
+        lo = np.empty(k_configs, dtype=np.float64)
+        hi = np.empty(k_configs, dtype=np.float64)
+        n_capped = np.empty(k_configs, dtype=np.int64)
+        n_gated = np.empty(k_configs, dtype=np.int64)
+        delta = np.empty(k_configs, dtype=np.float64)
+        delta_sq = np.empty(k_configs, dtype=np.float64)
         g_count = np.zeros(max(g_total, 1), dtype=np.float64)
-        g_acc = np.zeros((max(g_total, 1), 2), dtype=np.float64)
+        g_s1 = np.zeros((max(g_total, 1), k_configs), dtype=np.float64)
+        g_s2 = np.zeros((max(g_total, 1), k_configs), dtype=np.float64)
+        g_of = np.empty(max(n_dims, 1), dtype=np.int64)
         for c in range(t * blocks_per_task, min(n_blocks, (t + 1) * blocks_per_task)):
-            start = c * SUM_BLOCK
-            size = min(n, start + SUM_BLOCK) - start
             f_decile = 0
             f_eng = 0
             f_adopt = 0
@@ -160,9 +175,19 @@ def sweep_pass(
             f_prop = 0
             s_b = 0.0
             s_bb = 0.0
-            g_count[:] = 0.0
-            for jj in range(size):
-                i = index[start + jj] if use_index else start + jj
+            s_e[:] = 0.0
+            s_ee[:] = 0.0
+            lo[:] = np.inf
+            hi[:] = -np.inf
+            n_capped[:] = 0
+            n_gated[:] = 0
+            if with_groups:
+                g_count[:] = 0.0
+                g_s1[:, :] = 0.0
+                g_s2[:, :] = 0.0
+            for j in range(c * SUM_BLOCK, min(n, (c + 1) * SUM_BLOCK)):
+                i = index[j] if use_index else j
+                # What does not depend on the config, as in _twin_effect.
                 d, fd = _clamp(np.float64(decile[i]), shared[P_DECILE_LOW], shared[P_DECILE_HIGH])
                 m_decile = shared[P_DECILE_INTERCEPT] - shared[P_DECILE_SLOPE] * (d - shared[P_DECILE_LOW])
                 e, fe = _clamp(engagement[i], 0.0, 1.0)
@@ -171,14 +196,13 @@ def sweep_pass(
                 fa = a >= n_adopt - 1
                 if a >= n_adopt:
                     a = n_adopt - 1
-                prefix[jj] = m_decile * m_eng * adoption_mult[a]
+                prefix = m_decile * m_eng * adoption_mult[a]
                 tv, ft = _clamp(np.float64(tier[i]), 1.0, 5.0)
-                m_tier[jj] = tier_mult[np.int64(tv)]
+                m_tier = tier_mult[np.int64(tv)]
                 p, fp = _clamp(propensity[i], 0.0, 1.0)
-                m_prop[jj] = shared[P_PROPENSITY_INTERCEPT] + shared[P_PROPENSITY_SLOPE] * p
+                m_prop = shared[P_PROPENSITY_INTERCEPT] + shared[P_PROPENSITY_SLOPE] * p
                 q, fq = _clamp(peer[i], 0.0, 1.0)
-                q_peer[jj] = q
-                z[jj] = twin_normal(key_radius, key_angle, twin_key[i])
+                z = twin_normal(key_radius, key_angle, twin_key[i])
                 f_decile += fd
                 f_eng += fe
                 f_adopt += fa
@@ -188,72 +212,57 @@ def sweep_pass(
                 b = baseline[i] - baseline_shift
                 s_b += b
                 s_bb += b * b
+                # Every config's effect; the product in _twin_effect's order (x 1.0 without tier: same bits).
+                for kc in range(k_configs):
+                    gated = q < threshold[kc]
+                    gate = 0.0 if gated else 1.0
+                    mt = m_tier if use_tier[kc] else 1.0
+                    total = prefix * intensity[kc] * duration[kc] * channel[kc] * mt * m_prop * gate
+                    noise = 0.0 if gated else noise_sd[kc] * z
+                    eff = base[kc] * total + noise
+                    below = eff < -cap
+                    above = eff > cap
+                    eff = -cap if below else eff
+                    eff = cap if above else eff
+                    n_capped[kc] += below or above
+                    n_gated[kc] += gated
+                    dlt = eff - effect_shift[kc]
+                    dd = dlt * dlt
+                    delta[kc] = dlt
+                    delta_sq[kc] = dd
+                    s_e[kc] += dlt
+                    s_ee[kc] += dd
+                    lo[kc] = min(lo[kc], eff)
+                    hi[kc] = max(hi[kc], eff)
                 if with_groups:
                     for k in range(n_dims):
-                        g = offsets[k] + np.int64(codes[k][i])
-                        g_of[jj, k] = g
+                        g_of[k] = offsets[k] + np.int64(codes[k][i])
+                    for k in range(n_dims):
+                        g = g_of[k]
                         g_count[g] += 1.0
+                        row1 = g_s1[g]
+                        row2 = g_s2[g]
+                        for kc in range(k_configs):
+                            row1[kc] += delta[kc]
+                            row2[kc] += delta_sq[kc]
             for kc in range(k_configs):
-                pk = params[kc]
-                base = pk[P_BASE]
-                noise_sd = pk[P_NOISE_SD]
-                intensity = pk[P_INTENSITY]
-                duration = pk[P_DURATION]
-                channel = pk[P_CHANNEL]
-                use_tier = pk[P_USE_TIER] > 0.5
-                threshold = pk[P_PEER_THRESHOLD]
-                use_gate = threshold >= 0.0
-                shift = effect_shift[kc]
-                if with_groups:
-                    g_acc[:, :] = 0.0
-                s_e = 0.0
-                s_ee = 0.0
-                lo = np.inf
-                hi = -np.inf
-                n_capped = 0
-                n_gated = 0
-                for jj in range(size):
-                    mt = m_tier[jj] if use_tier else 1.0
-                    gate = 1.0
-                    gated = False
-                    if use_gate and q_peer[jj] < threshold:
-                        gate = 0.0
-                        gated = True
-                    total = prefix[jj] * intensity * duration * channel * mt * m_prop[jj] * gate
-                    noise = 0.0
-                    if not gated:
-                        noise = noise_sd * z[jj]
-                    eff, fc = _clamp(base * total + noise, -cap, cap)
-                    n_capped += fc
-                    n_gated += gated
-                    dlt = eff - shift
-                    dd = dlt * dlt
-                    s_e += dlt
-                    s_ee += dd
-                    lo = min(lo, eff)
-                    hi = max(hi, eff)
-                    if with_groups:
-                        for k in range(n_dims):
-                            g = g_of[jj, k]
-                            g_acc[g, 0] += dlt
-                            g_acc[g, 1] += dd
-                sums[c, kc, S_EFFECT_SUM] = s_e
-                sums[c, kc, S_EFFECT_SQ] = s_ee
+                sums[c, kc, S_EFFECT_SUM] = s_e[kc]
+                sums[c, kc, S_EFFECT_SQ] = s_ee[kc]
                 sums[c, kc, S_BASELINE_SUM] = s_b
                 sums[c, kc, S_BASELINE_SQ] = s_bb
-                sums[c, kc, S_EFFECT_MIN] = lo
-                sums[c, kc, S_EFFECT_MAX] = hi
+                sums[c, kc, S_EFFECT_MIN] = lo[kc]
+                sums[c, kc, S_EFFECT_MAX] = hi[kc]
                 counts[c, kc, C_DECILE_CLAMPED] = f_decile
                 counts[c, kc, C_ENGAGEMENT_CLAMPED] = f_eng
                 counts[c, kc, C_ADOPTION_UNRECOGNISED] = f_adopt
-                counts[c, kc, C_TIER_CLAMPED] = f_tier if use_tier else 0
-                counts[c, kc, C_PEER_CLAMPED] = f_peer if use_gate else 0
+                counts[c, kc, C_TIER_CLAMPED] = f_tier if use_tier[kc] else 0
+                counts[c, kc, C_PEER_CLAMPED] = f_peer if use_gate[kc] else 0
                 counts[c, kc, C_PROPENSITY_CLAMPED] = f_prop
-                counts[c, kc, C_EFFECT_CAPPED] = n_capped
-                counts[c, kc, C_PEER_GATED] = n_gated
+                counts[c, kc, C_EFFECT_CAPPED] = n_capped[kc]
+                counts[c, kc, C_PEER_GATED] = n_gated[kc]
                 if with_groups:
                     for g in range(g_total):
                         groups[c, kc, g, 0] = g_count[g]
-                        groups[c, kc, g, 1] = g_acc[g, 0]
-                        groups[c, kc, g, 2] = g_acc[g, 1]
+                        groups[c, kc, g, 1] = g_s1[g, kc]
+                        groups[c, kc, g, 2] = g_s2[g, kc]
     return counts, sums, groups
