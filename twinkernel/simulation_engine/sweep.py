@@ -318,7 +318,7 @@ def _segment_columns(engine: SimulationEngine, results: Sequence[SimulationResul
     """``(dimension, label)`` of every segment some row reports, in the population's label order."""
     present = {(dim, label) for r in results for dim, label, _ in r.effect_heterogeneity.segments()}
     labels = engine.population.kernel_columns.segment_labels
-    ordered = []
+    ordered: list[tuple[str, str]] = []
     for field, dim_labels in zip(SEGMENT_FIELDS, labels, strict=True):
         dim = field.removeprefix("by_")
         ordered.extend((dim, str(label)) for label in dim_labels if (dim, str(label)) in present)
