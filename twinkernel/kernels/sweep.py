@@ -10,16 +10,18 @@ blocks, the order in which each block's twins are added and the arithmetic of ea
 What it saves: a twin's noise ``z(seed, twin_key)`` does not depend on the config (only its scale
 ``noise_sd`` does), nor do the columns it reads, nor the modifiers whose coefficients are the effect model's
 and not the intervention's (decile, engagement, adoption stage, propensity, the tier multiplier and the
-peer score). Each block first computes those once per twin into small buffers, then loops over the configs
+peer score). Each twin's shared values are computed once; then the innermost loop runs over the configs,
 with only the per-intervention factors left (base effect, noise sd, intensity, duration, channel, the tier
-switch, the peer threshold).
+switch, the peer threshold) and per-config accumulators held as contiguous vectors (and one row over the
+configs per segment), so it vectorises. Each config's accumulators still receive the block's twins in
+order, one at a time, exactly as ``simulate_pass``'s do.
 
 The product is evaluated in the same left-to-right order as ``_twin_effect``::
 
     ((((((m_decile * m_eng) * m_adopt) * intensity) * duration) * channel) * m_tier) * m_prop) * gate
 
-so precomputing ``m_decile * m_eng * m_adopt`` once changes no bit. The caller checks that the shared
-coefficients (``SHARED_PARAMS`` and the adoption and tier tables) are equal across the K configs.
+so precomputing ``m_decile * m_eng * m_adopt`` once changes no bit. The caller groups configs so that the
+shared coefficients (``SHARED_PARAMS``, the adoption and tier tables) are equal across the K configs of a pass.
 """
 
 from __future__ import annotations
