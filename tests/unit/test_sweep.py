@@ -120,17 +120,17 @@ class TestSweepKernel:
         index = np.flatnonzero(np.arange(pop.n) % 7 != 3).astype(np.int64)
         p0, stacked = _params(self.CONFIGS, cap)
         counts, sums, groups = _sweep(pop, stacked, p0, index, seed=5)
-        assert counts.shape == (2, 5, K.N_COUNTERS) and groups.shape[:2] == (2, 5)
+        assert counts.shape == (5, 2, K.N_COUNTERS) and groups.shape[:2] == (5, 2)
         c = pop.kernel_columns
         for k in range(len(self.CONFIGS)):
             ref_counts, ref_sums, ref_groups = naive_sweep.config_slots(
                 c, index, stacked[k], p0.adoption_multipliers, p0.tier_multipliers, 5,
                 c.segment_codes, pop.segment_offsets, True, _shifts(stacked)[k], 0.25,
             )  # fmt: skip
-            np.testing.assert_array_equal(counts[:, k], ref_counts)
-            np.testing.assert_allclose(sums[:, k], ref_sums, rtol=KERNEL_RTOL, atol=SUM_ATOL)
-            np.testing.assert_allclose(groups[:, k], ref_groups, rtol=KERNEL_RTOL, atol=SUM_ATOL)
-        total = counts.sum(axis=(0,))
+            np.testing.assert_array_equal(counts[k], ref_counts)
+            np.testing.assert_allclose(sums[k], ref_sums, rtol=KERNEL_RTOL, atol=SUM_ATOL)
+            np.testing.assert_allclose(groups[k], ref_groups, rtol=KERNEL_RTOL, atol=SUM_ATOL)
+        total = counts.sum(axis=1)
         assert total[0, K.C_DECILE_CLAMPED] == np.count_nonzero(index < 50)
         assert total[2, K.C_PEER_GATED] > 0 and total[0, K.C_PEER_GATED] == 0
         if cap is not None:  # a binding cap clamps some effects of every config
@@ -152,10 +152,10 @@ class TestSweepKernel:
                 index, True, stacked[k], p0.adoption_multipliers, p0.tier_multipliers, np.uint64(9), 8192,
                 c.segment_codes, offsets, int(offsets[-1]), True, float(shifts[k]), 0.25, out,
             )  # fmt: skip
-            np.testing.assert_array_equal(counts[:, k], ref_counts)
-            np.testing.assert_array_equal(sums[:, k], ref_sums)
-            np.testing.assert_array_equal(groups[:, k], ref_groups)
-            assert combine_columns(np.ascontiguousarray(sums[:, k]))[0] == combine_columns(ref_sums)[0]
+            np.testing.assert_array_equal(counts[k], ref_counts)
+            np.testing.assert_array_equal(sums[k], ref_sums)
+            np.testing.assert_array_equal(groups[k], ref_groups)
+            assert combine_columns(sums[k])[0] == combine_columns(ref_sums)[0]
 
     def test_same_bits_for_any_thread_count_and_chunk(self, make_population, threads):
         pop = make_population(20000, seed=5)
@@ -167,7 +167,7 @@ class TestSweepKernel:
             other = _sweep(pop, stacked, p0, chunk=chunk)
             for a, b in zip(one, other, strict=True):
                 np.testing.assert_array_equal(a, b)
-        assert one[0].shape[0] == 5 and np.isfinite(one[1]).all()
+        assert one[0].shape[:2] == (5, 5) and np.isfinite(one[1]).all()
 
     def test_without_groups_same_sums(self, make_population):
         pop = make_population(3000, seed=6)
@@ -176,7 +176,7 @@ class TestSweepKernel:
         without = _sweep(pop, stacked, p0, with_groups=False)
         np.testing.assert_array_equal(with_g[1], without[1])
         np.testing.assert_array_equal(with_g[0], without[0])
-        assert without[2].shape == (1, 5, 0, 3)
+        assert without[2].shape == (5, 1, 0, 3)
         # every segment dimension's counts add up to the twins of the block
         assert with_g[2][0, 0, :, 0].sum() == 4 * 3000
 

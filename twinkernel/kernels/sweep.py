@@ -21,7 +21,7 @@ The product is evaluated in the same left-to-right order as ``_twin_effect``::
     ((((((m_decile * m_eng) * m_adopt) * intensity) * duration) * channel) * m_tier) * m_prop) * gate
 
 so precomputing ``m_decile * m_eng * m_adopt`` once changes no bit. The caller groups configs so that the
-shared coefficients (``SHARED_PARAMS``, the adoption and tier tables) are equal across the K configs of a pass.
+shared coefficients (``SHARED_PARAMS``, the adoption and tier tables) are equal across a pass's configs.
 """
 
 from __future__ import annotations
@@ -83,6 +83,13 @@ SHARED_PARAMS = (
 intervention's): the kernel reads them from ``params[0]``."""
 
 
+# Rows of the per-config parameter array and of the per-block accumulator array.
+CP_THRESHOLD, CP_USE_TIER, CP_INTENSITY, CP_DURATION, CP_CHANNEL, CP_NOISE_SD, CP_BASE, CP_SHIFT = range(8)
+N_CP = 8
+A_SUM, A_SQ, A_MIN, A_MAX, A_CAPPED, A_GATED, A_DELTA, A_DELTA_SQ = range(8)
+N_ACC = 8
+
+
 @njit(inline="always", cache=True)
 def _clamp(x, lo, hi):
     if x < lo:
@@ -123,50 +130,45 @@ def sweep_pass(
     is ``(K, N_PARAMS)``; ``adoption_mult`` and ``tier_mult`` are the (shared) lookup tables;
     ``effect_shift`` holds each config's shift. Returns, with ``B`` blocks of ``SUM_BLOCK`` twins:
 
-    - ``counts`` ``(B, K, N_COUNTERS)`` int64, as ``simulate_pass``'s counters for each config;
-    - ``sums`` ``(B, K, N_SUMS)``, as ``simulate_pass``'s ``sums`` for each config;
-    - ``groups`` ``(B, K, total_groups, 3)`` (``(B, K, 0, 3)`` without groups), as its ``groups``.
+    - ``counts`` ``(K, B, N_COUNTERS)`` int64: ``counts[k]`` is ``simulate_pass``'s counters for config k;
+    - ``sums`` ``(K, B, N_SUMS)``: ``sums[k]`` is its ``sums``;
+    - ``groups`` ``(K, B, total_groups, 3)`` (``(K, B, 0, 3)`` without groups): ``groups[k]`` is its
+      ``groups``.
     """
     k_configs = params.shape[0]
     n_blocks = (n + SUM_BLOCK - 1) // SUM_BLOCK
     blocks_per_task = max(1, (chunk + SUM_BLOCK - 1) // SUM_BLOCK)
     n_tasks = (n_blocks + blocks_per_task - 1) // blocks_per_task
     g_total = total_groups if with_groups else 0
-    counts = np.zeros((n_blocks, k_configs, N_COUNTERS), dtype=np.int64)
-    sums = np.zeros((n_blocks, k_configs, N_SUMS), dtype=np.float64)
-    groups = np.zeros((n_blocks, k_configs, g_total, 3), dtype=np.float64)
+    counts = np.zeros((k_configs, n_blocks, N_COUNTERS), dtype=np.int64)
+    sums = np.zeros((k_configs, n_blocks, N_SUMS), dtype=np.float64)
+    groups = np.zeros((k_configs, n_blocks, g_total, 3), dtype=np.float64)
     n_dims = len(codes)
     key_radius = key_for(seed, STREAM_EFFECT_NOISE)
     key_angle = key_for(seed, STREAM_EFFECT_NOISE_ANGLE)
     shared = params[0]
     cap = shared[P_CAP]
     n_adopt = adoption_mult.shape[0]
-    # Per-config values as contiguous vectors: the inner loops run over configs, so they vectorise.
-    base = np.ascontiguousarray(params[:, P_BASE])
-    noise_sd = np.ascontiguousarray(params[:, P_NOISE_SD])
-    intensity = np.ascontiguousarray(params[:, P_INTENSITY])
-    duration = np.ascontiguousarray(params[:, P_DURATION])
-    channel = np.ascontiguousarray(params[:, P_CHANNEL])
-    use_tier = np.empty(k_configs, dtype=np.bool_)
-    use_gate = np.empty(k_configs, dtype=np.bool_)
-    threshold = np.empty(k_configs, dtype=np.float64)
+    # Per-config values as rows of one array (CP_*), and per-twin results and per-block accumulators as rows
+    # of two more: the inner loops over configs then touch three arrays, few enough for the compiler to
+    # prove them independent and vectorise.
+    cp = np.empty((N_CP, k_configs), dtype=np.float64)
     for kc in range(k_configs):
-        use_tier[kc] = params[kc, P_USE_TIER] > 0.5
-        use_gate[kc] = params[kc, P_PEER_THRESHOLD] >= 0.0
         # Peer scores are clamped to [0, 1] first, so -inf never gates: the same as no gate.
-        threshold[kc] = params[kc, P_PEER_THRESHOLD] if use_gate[kc] else -np.inf
+        cp[CP_THRESHOLD, kc] = (
+            params[kc, P_PEER_THRESHOLD] if params[kc, P_PEER_THRESHOLD] >= 0.0 else -np.inf
+        )
+        cp[CP_USE_TIER, kc] = 1.0 if params[kc, P_USE_TIER] > 0.5 else 0.0
+        cp[CP_INTENSITY, kc] = params[kc, P_INTENSITY]
+        cp[CP_DURATION, kc] = params[kc, P_DURATION]
+        cp[CP_CHANNEL, kc] = params[kc, P_CHANNEL]
+        cp[CP_NOISE_SD, kc] = params[kc, P_NOISE_SD]
+        cp[CP_BASE, kc] = params[kc, P_BASE]
+        cp[CP_SHIFT, kc] = effect_shift[kc]
     for t in prange(n_tasks):
-        s_e = np.empty(k_configs, dtype=np.float64)
-        s_ee = np.empty(k_configs, dtype=np.float64)
-        lo = np.empty(k_configs, dtype=np.float64)
-        hi = np.empty(k_configs, dtype=np.float64)
-        n_capped = np.empty(k_configs, dtype=np.int64)
-        n_gated = np.empty(k_configs, dtype=np.int64)
-        delta = np.empty(k_configs, dtype=np.float64)
-        delta_sq = np.empty(k_configs, dtype=np.float64)
+        acc = np.empty((N_ACC, k_configs), dtype=np.float64)
         g_count = np.zeros(max(g_total, 1), dtype=np.float64)
-        g_s1 = np.zeros((max(g_total, 1), k_configs), dtype=np.float64)
-        g_s2 = np.zeros((max(g_total, 1), k_configs), dtype=np.float64)
+        g_acc = np.zeros((max(g_total, 1), 2, k_configs), dtype=np.float64)
         g_of = np.empty(max(n_dims, 1), dtype=np.int64)
         for c in range(t * blocks_per_task, min(n_blocks, (t + 1) * blocks_per_task)):
             f_decile = 0
@@ -177,16 +179,15 @@ def sweep_pass(
             f_prop = 0
             s_b = 0.0
             s_bb = 0.0
-            s_e[:] = 0.0
-            s_ee[:] = 0.0
-            lo[:] = np.inf
-            hi[:] = -np.inf
-            n_capped[:] = 0
-            n_gated[:] = 0
+            acc[A_SUM, :] = 0.0
+            acc[A_SQ, :] = 0.0
+            acc[A_MIN, :] = np.inf
+            acc[A_MAX, :] = -np.inf
+            acc[A_CAPPED, :] = 0.0
+            acc[A_GATED, :] = 0.0
             if with_groups:
                 g_count[:] = 0.0
-                g_s1[:, :] = 0.0
-                g_s2[:, :] = 0.0
+                g_acc[:, :, :] = 0.0
             for j in range(c * SUM_BLOCK, min(n, (c + 1) * SUM_BLOCK)):
                 i = index[j] if use_index else j
                 # What does not depend on the config, as in _twin_effect.
@@ -216,55 +217,56 @@ def sweep_pass(
                 s_bb += b * b
                 # Every config's effect; the product in _twin_effect's order (x 1.0 without tier: same bits).
                 for kc in range(k_configs):
-                    gated = q < threshold[kc]
+                    gated = q < cp[CP_THRESHOLD, kc]
                     gate = 0.0 if gated else 1.0
-                    mt = m_tier if use_tier[kc] else 1.0
-                    total = prefix * intensity[kc] * duration[kc] * channel[kc] * mt * m_prop * gate
-                    noise = 0.0 if gated else noise_sd[kc] * z
-                    eff = base[kc] * total + noise
+                    mt = m_tier if cp[CP_USE_TIER, kc] > 0.5 else 1.0
+                    total = prefix * cp[CP_INTENSITY, kc] * cp[CP_DURATION, kc] * cp[CP_CHANNEL, kc] * mt
+                    total = total * m_prop * gate
+                    noise = 0.0 if gated else cp[CP_NOISE_SD, kc] * z
+                    eff = cp[CP_BASE, kc] * total + noise
                     below = eff < -cap
                     above = eff > cap
                     eff = -cap if below else eff
                     eff = cap if above else eff
-                    n_capped[kc] += below or above
-                    n_gated[kc] += gated
-                    dlt = eff - effect_shift[kc]
+                    dlt = eff - cp[CP_SHIFT, kc]
                     dd = dlt * dlt
-                    delta[kc] = dlt
-                    delta_sq[kc] = dd
-                    s_e[kc] += dlt
-                    s_ee[kc] += dd
-                    lo[kc] = min(lo[kc], eff)
-                    hi[kc] = max(hi[kc], eff)
+                    acc[A_SUM, kc] += dlt
+                    acc[A_SQ, kc] += dd
+                    acc[A_MIN, kc] = min(acc[A_MIN, kc], eff)
+                    acc[A_MAX, kc] = max(acc[A_MAX, kc], eff)
+                    acc[A_CAPPED, kc] += 1.0 if (below | above) else 0.0
+                    acc[A_GATED, kc] += 1.0 if gated else 0.0
+                    acc[A_DELTA, kc] = dlt
+                    acc[A_DELTA_SQ, kc] = dd
                 if with_groups:
                     for k in range(n_dims):
                         g_of[k] = offsets[k] + np.int64(codes[k][i])
                     for k in range(n_dims):
                         g = g_of[k]
                         g_count[g] += 1.0
-                        row1 = g_s1[g]
-                        row2 = g_s2[g]
                         for kc in range(k_configs):
-                            row1[kc] += delta[kc]
-                            row2[kc] += delta_sq[kc]
+                            g_acc[g, 0, kc] += acc[A_DELTA, kc]
+                            g_acc[g, 1, kc] += acc[A_DELTA_SQ, kc]
             for kc in range(k_configs):
-                sums[c, kc, S_EFFECT_SUM] = s_e[kc]
-                sums[c, kc, S_EFFECT_SQ] = s_ee[kc]
-                sums[c, kc, S_BASELINE_SUM] = s_b
-                sums[c, kc, S_BASELINE_SQ] = s_bb
-                sums[c, kc, S_EFFECT_MIN] = lo[kc]
-                sums[c, kc, S_EFFECT_MAX] = hi[kc]
-                counts[c, kc, C_DECILE_CLAMPED] = f_decile
-                counts[c, kc, C_ENGAGEMENT_CLAMPED] = f_eng
-                counts[c, kc, C_ADOPTION_UNRECOGNISED] = f_adopt
-                counts[c, kc, C_TIER_CLAMPED] = f_tier if use_tier[kc] else 0
-                counts[c, kc, C_PEER_CLAMPED] = f_peer if use_gate[kc] else 0
-                counts[c, kc, C_PROPENSITY_CLAMPED] = f_prop
-                counts[c, kc, C_EFFECT_CAPPED] = n_capped[kc]
-                counts[c, kc, C_PEER_GATED] = n_gated[kc]
+                use_tier = cp[CP_USE_TIER, kc] > 0.5
+                use_gate = cp[CP_THRESHOLD, kc] > -np.inf
+                sums[kc, c, S_EFFECT_SUM] = acc[A_SUM, kc]
+                sums[kc, c, S_EFFECT_SQ] = acc[A_SQ, kc]
+                sums[kc, c, S_BASELINE_SUM] = s_b
+                sums[kc, c, S_BASELINE_SQ] = s_bb
+                sums[kc, c, S_EFFECT_MIN] = acc[A_MIN, kc]
+                sums[kc, c, S_EFFECT_MAX] = acc[A_MAX, kc]
+                counts[kc, c, C_DECILE_CLAMPED] = f_decile
+                counts[kc, c, C_ENGAGEMENT_CLAMPED] = f_eng
+                counts[kc, c, C_ADOPTION_UNRECOGNISED] = f_adopt
+                counts[kc, c, C_TIER_CLAMPED] = f_tier if use_tier else 0
+                counts[kc, c, C_PEER_CLAMPED] = f_peer if use_gate else 0
+                counts[kc, c, C_PROPENSITY_CLAMPED] = f_prop
+                counts[kc, c, C_EFFECT_CAPPED] = np.int64(acc[A_CAPPED, kc])
+                counts[kc, c, C_PEER_GATED] = np.int64(acc[A_GATED, kc])
                 if with_groups:
                     for g in range(g_total):
-                        groups[c, kc, g, 0] = g_count[g]
-                        groups[c, kc, g, 1] = g_s1[g, kc]
-                        groups[c, kc, g, 2] = g_s2[g, kc]
+                        groups[kc, c, g, 0] = g_count[g]
+                        groups[kc, c, g, 1] = g_acc[g, 0, kc]
+                        groups[kc, c, g, 2] = g_acc[g, 1, kc]
     return counts, sums, groups

@@ -168,9 +168,9 @@ def _run_pass(
         for k in range(len(part)):
             out.append(
                 _Slots(
-                    counts=counts[:, k, :].sum(axis=0),
-                    totals=combine_columns(np.ascontiguousarray(sums[:, k, :])),
-                    groups=np.ascontiguousarray(groups[:, k]),
+                    counts=counts[k].sum(axis=0),
+                    totals=combine_columns(sums[k]),
+                    groups=groups[k],
                     effect_shift=float(shifts[k]),
                     nbytes=per_config,
                 )
