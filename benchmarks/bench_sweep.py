@@ -1,6 +1,6 @@
 """asv benchmarks of ``SimulationEngine.sweep`` (issue 13, "Scenario sweeps"), and the side-by-side table.
 
-Target: 100 configs over 1 000 000 twins at least ``simulation.sweep.min_speedup`` (10) times faster than
+Target: 100 configs over 1 000 000 twins at least ``performance.min_sweep_speedup`` (10) times faster than
 100 ``simulate`` calls with the same seed, measured interleaved in one process (the reference,
 :meth:`TimeSweep.time_simulate_loop`, is the same work done one config at a time). Every sweep row equals
 its ``simulate`` result; :meth:`TimeSweep.track_max_ate_difference` watches that on every run.

@@ -459,6 +459,7 @@ class PerformanceConfig(_Section):
     gc_retained_fraction: float = Field(ge=0.0, lt=1.0)
     peak_rss_mb_10m: float = Field(gt=0.0)
     simulate_rss_overhead_mb_10m: float = Field(gt=0.0)
+    min_sweep_speedup: float = Field(ge=1.0, le=1e6)
 
 
 class TwinkernelConfig(_Section):
@@ -557,8 +558,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> TwinkernelConfig:
     Parameters
     ----------
     path
-        YAML file to read. ``None`` reads ``$TWINKERNEL_CONFIG`` if set, else the packaged
-        ``config/digital_twin_config.yaml``.
+        YAML file to read (``None``: ``$TWINKERNEL_CONFIG``, else the packaged digital_twin_config.yaml).
 
     Raises
     ------

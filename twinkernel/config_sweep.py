@@ -17,6 +17,3 @@ class SweepConfig(BaseModel):
     max_partial_sums_mb: float = Field(gt=0.0)
     """Per-block partial sums (``blocks × configs × (counters + sums + 3 × segments) × 8`` bytes) held at
     once; a larger sweep runs its configs in batches, one kernel pass each."""
-    min_speedup: float = Field(ge=1.0, le=1e6)
-    """Target the performance tests assert (the library never reads it): a sweep of 100 configs over
-    1 000 000 twins at least this many times faster than 100 ``simulate`` calls, measured side by side."""

@@ -2,7 +2,7 @@
 
 The sweep and the loop of ``simulate`` calls it replaces run interleaved, round by round, on one numba
 thread (:func:`benchmarks.cases.one_thread`), so a loaded machine slows both alike; the test asserts the
-ratio of the medians against ``simulation.sweep.min_speedup``, never seconds. It also asserts what was
+ratio of the medians against ``performance.min_sweep_speedup``, never seconds. It also asserts what was
 computed: every row's ATE equals its ``simulate`` ATE. Cases come from :mod:`benchmarks.bench_sweep`.
 """
 
@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks.bench_sweep import SEED, simulate_loop, sweep_configs
-from benchmarks.cases import engine_for, hcp_population, interleaved_times, one_thread
-from twinkernel import get_config
+from benchmarks.cases import engine_for, hcp_population, interleaved_times, one_thread, performance_limits
 
 pytestmark = [pytest.mark.xdist_group(name="sweep_benchmarks")]
 
@@ -40,4 +39,4 @@ def test_sweep_100_configs_1m_twins_vs_simulate_loop(benchmark):
     benchmark.extra_info["speedup_vs_simulate_loop"] = ratio
     benchmark.extra_info["sweep_median_s"] = float(np.median(times["sweep"]))
     benchmark.extra_info["loop_median_s"] = float(np.median(times["loop"]))
-    assert ratio >= get_config().simulation.sweep.min_speedup, times
+    assert ratio >= performance_limits().min_sweep_speedup, times
