@@ -220,6 +220,15 @@ class TestSweepEqualsSimulate:
                 assert row[f"ate_{dim}_{label}"] == seg.ate
             assert _compare(results[k], sim) == {}
 
+    def test_rows_same_for_any_thread_count(self, make_engine, threads):
+        engine = make_engine(9000, seed=7)
+        threads(1)
+        one = engine.sweep(list(MIXED), seed=4)
+        threads(numba.config.NUMBA_NUM_THREADS)
+        many = engine.sweep(list(MIXED), seed=4)
+        assert one.equals(many)
+        assert one["ate"].to_list() == [engine.simulate(ic, seed=4).simulated_ate for ic in MIXED]
+
     def test_failed_row_equals_simulate(self, make_engine):
         engine = make_engine(3000, seed=2)
         configs = [
