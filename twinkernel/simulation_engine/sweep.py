@@ -14,7 +14,8 @@ bit (tests/unit/test_sweep.py). Only the run statistics differ: ``timings_ms``, 
 What the sweep does not do, on purpose:
 
 - Bootstrap intervals (``ci_method`` other than ``"analytic"``) need every config's per-twin effects; the
-  sweep then calls ``simulate`` once per config (exactly equal rows, no speed-up: the bootstrap dominates).
+  sweep then calls ``simulate`` once per config (exactly equal rows, cached and recorded as ``simulate``'s
+  are; no speed-up: the bootstrap dominates).
 - Its rows are not written to the result cache or the repository (they carry sweep timings, and a sweep is
   an exploration, not a simulation of record); ``simulate`` the configs you pick to record them.
 - No debug trace (``modifier_table`` gives any config's per-twin modifiers).
