@@ -1,8 +1,7 @@
 """Load and validate ``config/digital_twin_config.yaml`` once.
 
 Every threshold, prior and limit the library uses lives in that file. :func:`load_config` reads it into
-frozen pydantic models; a wrong value fails at load with its YAML key path and the allowed range.
-"""
+frozen pydantic models; a wrong value fails at load with its YAML key path and the allowed range."""
 
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .config_performance import PerformanceConfig
+from .config_sweep import SweepConfig
 from .config_timeout import TimeoutConfig
 
 __all__ = ["BootstrapConfig", "CalibrationConfig", "ConfigError", "TwinkernelConfig", "default_config_path",
@@ -302,6 +302,7 @@ class SimulationConfig(_Section):
     intervention_effects: InterventionEffectsConfig
     recommendations: RecommendationConfig
     timeout: TimeoutConfig
+    sweep: SweepConfig
 
     @model_validator(mode="after")
     def _channels_cover_multipliers(self) -> SimulationConfig:
@@ -540,8 +541,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> TwinkernelConfig:
     Parameters
     ----------
     path
-        YAML file to read. ``None`` reads ``$TWINKERNEL_CONFIG`` if set, else the packaged
-        ``config/digital_twin_config.yaml``.
+        YAML file to read (``None``: ``$TWINKERNEL_CONFIG``, else the packaged digital_twin_config.yaml).
 
     Raises
     ------

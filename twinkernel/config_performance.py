@@ -28,3 +28,4 @@ class PerformanceConfig(BaseModel):
     gc_retained_fraction: float = Field(ge=0.0, lt=1.0)
     peak_rss_mb_10m: float = Field(gt=0.0)
     simulate_rss_overhead_mb_10m: float = Field(gt=0.0)
+    min_sweep_speedup: float = Field(ge=1.0, le=1e6)

@@ -31,9 +31,9 @@ def compile() -> dict[str, float]:
     """Compile (or load from numba's cache) every kernel the engine and :func:`bootstrap_ci` use.
 
     Runs each code path once on tiny inputs: the engine's fused pass (with and without segments, over
-    all twins and over a selection), the debug-trace kernel, and every bootstrap resampling scheme
-    (multinomial, Poisson, Bag of Little Bootstraps), with and without groups. Importing this module
-    imports numba; ``import twinkernel`` does not.
+    all twins and over a selection), the debug-trace kernel, the sweep kernel, and every bootstrap
+    resampling scheme (multinomial, Poisson, Bag of Little Bootstraps), with and without groups. Importing
+    this module imports numba; ``import twinkernel`` does not.
 
     Returns
     -------
@@ -82,6 +82,8 @@ def compile() -> dict[str, float]:
         lambda: engine.simulate(ic, some, calculate_heterogeneity=False, seed=_WARMUP_SEED),
     )
     _timed(steps, "trace", lambda: engine.modifier_table(ic, seed=_WARMUP_SEED, limit=10))
+    swept = [ic, InterventionConfig(intervention_type="email_campaign", intensity_multiplier=2.0)]
+    _timed(steps, "sweep", lambda: engine.sweep(swept, seed=_WARMUP_SEED))
     values = np.linspace(-1.0, 1.0, n)
     for resampling in ("multinomial", "poisson", "blb"):
         for grouped in (False, True):

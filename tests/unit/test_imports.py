@@ -96,6 +96,7 @@ def test_compile_warms_every_kernel_and_reports_seconds():
         "simulate",
         "simulate_selection",
         "trace",
+        "sweep",
         "engine_intervals_poisson",
         "engine_intervals_blb",
         "total",

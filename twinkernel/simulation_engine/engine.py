@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -276,6 +276,21 @@ class SimulationEngine:
         for k, name in enumerate(K.MODIFIER_NAMES):
             cols[name] = trace[:, k]
         return pl.DataFrame(cols)
+
+    def sweep(
+        self,
+        configs: Sequence[InterventionConfig],
+        population_filter: PopulationFilter | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> pl.DataFrame:
+        """One row per config, each equal to ``simulate``'s, in one pass: see :mod:`.sweep` (docs/sweep.md).
+
+        ``options``: ``confidence_level``, ``calculate_heterogeneity``, ``ci_method``, ``n_resamples``.
+        """
+        from .sweep import sweep
+
+        return sweep(self, configs, population_filter, seed, **options)
 
     # --- the computation ---------------------------------------------------------------------------------
     def _select(self, ic: InterventionConfig, pf: PopulationFilter) -> _Selection:
