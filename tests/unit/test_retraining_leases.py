@@ -123,6 +123,18 @@ class TestLease:
         with pytest.raises(ValueError, match="job_lease_seconds"):
             TwinRetrainingConfig.from_config(job_lease_seconds=0)
 
+    def test_run_job_refuses_a_job_within_its_lease_and_takes_over_an_expired_one(self, repo, config):
+        lease = config.auto_retraining.job_lease_seconds
+        job = _stuck_job(repo, "ghost", 1, T0 + timedelta(seconds=lease))
+        clock = Clock(T0 + timedelta(seconds=lease - 1))
+        svc = TwinRetrainingService(repo, clock=clock, worker_id="w2")
+        with pytest.raises(ValueError, match=r"lease until .*not taken over before the lease expires"):
+            svc.run_job(job.id)
+        assert svc.get_job(job.id) == job
+        clock.now = T0 + timedelta(seconds=lease + 1)
+        ran = svc.run_job(job.id)
+        assert ran.attempts == 2 and ran.worker_id == "w2" and ran.state is JobState.APPROVED
+
     def test_one_claim_wins(self, repo):
         job = _stuck_job(repo, "ghost", 1, T0)
         a = job.model_copy(update={"attempts": 2, "worker_id": "a"})

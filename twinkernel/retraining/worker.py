@@ -97,14 +97,24 @@ class JobWorker:
         return out
 
     def run_job(self, job_id: str) -> RetrainingJob:
-        """Run one approved job: training → completed, or back to approved / failed on an error."""
+        """Run one approved job (or take over one whose lease expired): training → completed, or back to
+        approved / failed on an error. A job in ``training`` within its lease is refused."""
         queued = self.get_job(job_id)
-        if queued.state != JobState.APPROVED:
+        if queued.state == JobState.TRAINING:
+            if not queued.lease_expired(self._clock(), self.settings.job_lease_seconds):
+                raise ValueError(
+                    f"job {job_id} is training under worker {queued.worker_id}'s lease until "
+                    f"{queued.lease_expires_at}: it is not taken over before the lease expires"
+                )
+            started = self._take_over(queued)
+        elif queued.state == JobState.APPROVED:
+            started = self._start(queued)
+        else:
             self._check_transition(queued, JobState.TRAINING)  # names the state it is in
-        started = self._start(queued)
+            started = None
         if started is None:
             raise ValueError(f"job {job_id} was claimed by another worker first")
-        return self._attempt(started)
+        return self._attempt(started) if started.state == JobState.TRAINING else started
 
     def _start(self, job: RetrainingJob, error: str | None = None) -> RetrainingJob | None:
         """Claim ``job`` for this worker: training, one more attempt, a fresh lease (None if lost)."""
