@@ -6,7 +6,8 @@ and current model are scored on the same experiments by leave-one-experiment-out
 (:mod:`twinkernel.retraining.scoring`) and the candidate is promoted only when its fidelity score is higher.
 
 Jobs are rows of the repository's ``retraining_jobs`` table, so a job approved in one process can be run by
-another (:meth:`TwinRetrainingService.run_pending_jobs`, the worker entry point). The models a service can
+another (:meth:`TwinRetrainingService.run_pending_jobs`, the worker entry point; claims, leases and the
+take-over of a dead worker's job are in :mod:`twinkernel.retraining.worker`). The models a service can
 retrain are registered in-process with :meth:`TwinRetrainingService.register_model` (a service restarted
 registers its serving models again); promoted models are also recorded in ``twin_models`` (with their
 effect model as JSON) and, when lineage tracking is on and the outcome model was refitted, in the MLflow
