@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -90,6 +89,7 @@ DEMO_TESTED_TYPES: tuple[str, ...] = (
 """Types the demo runs real (synthetic) experiments for; the other two keep their priors."""
 DEMO_EXPERIMENTS_PER_TYPE = 6
 DEMO_MAX_N_PER_ARM = 1500
+COMPILE_PHASE = "compile"
 
 
 class CliError(Exception):
@@ -103,17 +103,37 @@ class _Progress:
         self.stream = stream
         self.quiet = quiet
         self._t = 0.0
+        self._cpu = 0.0
+        self._phase = ""
+        self.phases: dict[str, float] = {}
+        """Wall-clock seconds per phase, in the order they ran (a phase named twice adds up)."""
+        self.cpu: dict[str, float] = {}
+        """CPU seconds of this process per phase (all its threads): the work, whatever else runs."""
 
-    def start(self, what: str) -> None:
+    def start(self, what: str, phase: str | None = None) -> None:
         self._t = time.perf_counter()
+        self._cpu = time.process_time()
+        self._phase = phase or what
         if not self.quiet:
             print(f"  {what} ...", end="", file=self.stream, flush=True)
 
     def done(self, detail: str = "") -> float:
         elapsed = time.perf_counter() - self._t
+        self.phases[self._phase] = self.phases.get(self._phase, 0.0) + elapsed
+        self.cpu[self._phase] = self.cpu.get(self._phase, 0.0) + time.process_time() - self._cpu
         if not self.quiet:
             print(f" {elapsed:.2f} s{(' ' + detail) if detail else ''}", file=self.stream, flush=True)
         return elapsed
+
+    def summary(self) -> str:
+        """``compiled in X s; after compilation Y s (phase s, ...)``: the compile step apart from the rest."""
+        rest = {k: v for k, v in self.phases.items() if k != COMPILE_PHASE}
+        cpu = sum(v for k, v in self.cpu.items() if k != COMPILE_PHASE)
+        shown = ", ".join(f"{k} {v:.1f} s" for k, v in rest.items())
+        return (
+            f"compiled in {self.phases.get(COMPILE_PHASE, 0.0):.1f} s; after compilation "
+            f"{sum(rest.values()):.1f} s ({shown}; {cpu:.1f} s CPU)"
+        )
 
 
 # --- output ------------------------------------------------------------------------------------------------
@@ -277,35 +297,38 @@ def _steps_text(steps: Mapping[str, float]) -> str:
     return f"({shown})" if shown else ""
 
 
-def min_history_hcps(config: TwinkernelConfig) -> int:
+def min_history_hcps(config: TwinkernelConfig, months: int = 12) -> int:
     """The fewest synthetic HCPs whose training split still has ``twin_generation.min_training_rows`` rows.
 
-    The demo's training frame has one row per HCP; ``twin_generation.test_size`` of them are held out.
+    The demo's training frame has one row per HCP, at one of its target months
+    (:func:`twinkernel.retraining.demo.demo_training_frame`); the latest months are held out for validation.
 
     Examples
     --------
     >>> from twinkernel.config import load_config
-    >>> min_history_hcps(load_config())  # 1000 training rows after a 20 % validation split
-    1250
+    >>> min_history_hcps(load_config())  # 8 target months, 6 of them for training: 8 x ceil(1000 / 6)
+    1336
     """
-    gen = config.twin_generation
-    return math.ceil(gen.min_training_rows / (1.0 - gen.test_size))
+    from .retraining.demo import min_history_units
+
+    return min_history_units(config, months)
 
 
 def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     _, config = load_cli_config(args.config)
-    needed = min_history_hcps(config)
+    needed = min_history_hcps(config, args.months)
     if args.history_hcps < needed:
         gen = config.twin_generation
         raise CliError(
-            f"--history-hcps must be at least {needed:,} (twin_generation.min_training_rows = "
-            f"{gen.min_training_rows:,} training rows after the {gen.test_size:.0%} validation split); "
-            f"got {args.history_hcps:,}"
+            f"--history-hcps must be at least {needed:,} with --months {args.months} "
+            f"(twin_generation.min_training_rows = {gen.min_training_rows:,} training rows after the "
+            f"{gen.test_size:.0%} validation split); got {args.history_hcps:,}"
         )
 
     from . import synthetic
+    from .retraining.demo import demo_training_frame
     from .simulation_engine import SimulationEngine
     from .twin_generator import TwinGenerator
 
@@ -315,18 +338,22 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
 
     compile_kernels = _kernel_compiler()
     if compile_kernels is not None:
-        progress.start("compile kernels (first run after install; later runs load numba's disk cache)")
+        progress.start(
+            "compile kernels (first run after install; later runs load numba's disk cache)", COMPILE_PHASE
+        )
         steps = compile_kernels()
         progress.done(_steps_text(steps))
 
-    progress.start(f"building a synthetic HCP world ({args.history_hcps:,} HCPs x {args.months} months)")
+    progress.start(
+        f"building a synthetic HCP world ({args.history_hcps:,} HCPs x {args.months} months)", "world"
+    )
     world = synthetic.hcp_world(
         args.history_hcps, months=args.months, seed=args.seed, true_effect_factors=DEMO_TRUE_EFFECT_FACTORS
     )
-    training = synthetic.hcp_training_frame(world)
-    progress.done()
+    training = demo_training_frame(world, config, args.seed)
+    progress.done(f"(training frame: {training.height:,} HCPs over {training['month'].n_unique()} months)")
 
-    progress.start("training the twin model (leakage-safe, time-ordered validation)")
+    progress.start("training the twin model (leakage-safe, time-ordered validation)", "training")
     generator = TwinGenerator("hcp", brand=args.brand, config=config)
     try:
         metrics = generator.train(training, target_col=world.outcome_col, time_col="month")
@@ -337,26 +364,28 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
         ) from None
     progress.done(f"(validation R² {metrics.r2:.3f}, RMSE {metrics.rmse:.4f})")
 
-    progress.start(f"generating {args.twins:,} twins")
+    progress.start(f"generating {args.twins:,} twins", "twins")
     population = generator.generate(args.twins, seed=args.seed)
     progress.done()
-    progress.start("checking twins against the training data")
+    progress.start("checking twins against the training data", "quality check")
     report = generator.quality_report(population)
     progress.done(f"(largest correlation difference {report.max_correlation_difference:.3f})")
 
     engine = SimulationEngine(population, config=config)
     if compile_kernels is None:  # before twinkernel.compile(): the first simulate compiles the kernels
-        progress.start("compile kernels (first simulate; later runs load numba's disk cache)")
+        progress.start("compile kernels (first simulate; later runs load numba's disk cache)", COMPILE_PHASE)
         engine.simulate(SIX_INTERVENTIONS[0], seed=args.seed, use_cache=False)
         progress.done()
-    progress.start("simulating six interventions")
+    progress.start("simulating six interventions", "simulate six")
     results = [
         engine.simulate(ic, seed=args.seed, ci_method=args.ci_method, use_cache=False)
         for ic in SIX_INTERVENTIONS
     ]
     progress.done()
     if args.no_loop:
-        return report_results(results, args.json, out, err)
+        code = report_results(results, args.json, out, err)
+        _print_timings(progress, err)
+        return code
 
     from .retraining.demo import format_loop, run_learning_loop
 
@@ -377,7 +406,14 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
     )
     if args.json:
         json.dump(
-            {"results": [r.model_dump(mode="json") for r in results], "loop": outcome.to_dict()},
+            {
+                "results": [r.model_dump(mode="json") for r in results],
+                "loop": outcome.to_dict(),
+                "timings": {
+                    k: {"seconds": round(v, 3), "cpu_seconds": round(progress.cpu[k], 3)}
+                    for k, v in progress.phases.items()
+                },
+            },
             out,
             indent=2,
         )
@@ -388,7 +424,13 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
         print(file=out)
         print(format_loop(outcome), file=out)
         code = max(code, exit_code(outcome.after))
+    _print_timings(progress, err)
     return code
+
+
+def _print_timings(progress: _Progress, err: TextIO) -> None:
+    if not progress.quiet:
+        print(f"timings: {progress.summary()}", file=err)
 
 
 def report_results(results: Sequence[SimulationResult], as_json: bool, out: TextIO, err: TextIO) -> int:

@@ -428,6 +428,7 @@ class AutoRetrainingConfig(_Section):
     notification_webhook: str | None = None
     webhook_timeout_seconds: float = Field(gt=0.0, le=600.0)
     simulation_seed: int = Field(ge=0, lt=2**63)
+    job_lease_seconds: float = Field(gt=0.0, le=7 * 24 * 3600)
 
 
 # --- calibration (learning from real experiments) ---------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from .models.retraining import JobState, RetrainingDecision, RetrainingJob, TriggerReason
 from .retraining import (
+    LeaseLostError,
     ServingModel,
     TrainingData,
     TrainingDataProvider,
@@ -11,6 +12,7 @@ from .retraining import (
 
 __all__ = [
     "JobState",
+    "LeaseLostError",
     "RetrainingDecision",
     "RetrainingJob",
     "ServingModel",

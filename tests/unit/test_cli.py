@@ -10,12 +10,14 @@ import sys
 import types
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 
-from twinkernel import cli
+from twinkernel import cli, synthetic
 from twinkernel.config import default_config_path, get_config
 from twinkernel.models import InterventionConfig, PopulationFilter, SimulationStatus
+from twinkernel.retraining.demo import demo_training_frame, demo_training_months
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,14 +92,18 @@ def test_history_hcps_below_the_training_minimum_is_one_line_exit_2(capsys):
     """Defect: `demo --history-hcps 10` ended in a ValueError traceback from training."""
     gen = get_config().twin_generation
     needed = cli.min_history_hcps(get_config())
-    assert needed * (1.0 - gen.test_size) >= gen.min_training_rows
-    assert (needed - 1) * (1.0 - gen.test_size) < gen.min_training_rows
+    assert needed == 1336  # 8 target months (6 train, 2 validate), dealt round-robin: 8 x ceil(1000 / 6)
+    world = synthetic.hcp_world(needed, months=12, seed=0)
+    frame = demo_training_frame(world, get_config(), seed=0)
+    train_months = sorted(frame["month"].unique())[:6]
+    assert frame.filter(pl.col("month").is_in(train_months)).height >= gen.min_training_rows
     assert cli.main(["demo", "--history-hcps", "10"]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err
     _no_traceback(err)
     assert err == (
-        f"twinkernel: error: --history-hcps must be at least {needed:,} (twin_generation.min_training_rows "
-        f"= {gen.min_training_rows:,} training rows after the {gen.test_size:.0%} validation split); got 10\n"
+        f"twinkernel: error: --history-hcps must be at least {needed:,} with --months 12 "
+        f"(twin_generation.min_training_rows = {gen.min_training_rows:,} training rows after the "
+        f"{gen.test_size:.0%} validation split); got 10\n"
     )
 
 
@@ -263,7 +269,7 @@ def test_compile_step_uses_twinkernel_compile_when_present(monkeypatch):
 @pytest.mark.slow
 def test_demo_runs_end_to_end(capsys):
     code = cli.main(
-        ["demo", "--twins", "20000", "--history-hcps", "3000", "--months", "6", "--seed", "3", "--json"]
+        ["demo", "--twins", "20000", "--history-hcps", "3000", "--months", "12", "--seed", "3", "--json"]
     )
     assert code == 0
     captured = capsys.readouterr()
@@ -296,6 +302,55 @@ def test_demo_runs_end_to_end(capsys):
     compile_lines = [s for s in steps if s.startswith("compile kernels")]
     assert len(compile_lines) == 1 and compile_lines[0].split(" ... ")[1].split()[1] == "s"
     assert float(compile_lines[0].split(" ... ")[1].split()[0]) >= 0.0
+    # nothing a user would read as a problem (the training frame spans months: no fallback warnings)
+    assert "Warning" not in captured.err and "warning" not in captured.err.lower()
+    # per-phase timings, the compile step apart
+    timings = shown["timings"]
+    assert next(iter(timings)) == cli.COMPILE_PHASE
+    assert {"training", "twins", "experiments", "retraining", "simulate again"} <= set(timings)
+    assert all(t["seconds"] >= 0.0 and t["cpu_seconds"] >= 0.0 for t in timings.values())
+    (summary,) = [line for line in captured.err.splitlines() if line.startswith("timings: ")]
+    assert summary.startswith("timings: compiled in ") and "after compilation" in summary
+
+
+def test_demo_training_frame_spans_months_so_training_splits_and_validates_by_time():
+    """Defect: the demo's one-month frame made training warn twice (no time split, no time-ordered CV)."""
+    cfg = get_config()
+    months = demo_training_months(12, cfg)
+    assert months == list(range(4, 12))
+    world = synthetic.hcp_world(2000, months=12, seed=1)
+    frame = demo_training_frame(world, cfg, seed=1)
+    assert frame.height == 2000 and frame["hcp_id"].n_unique() == 2000  # each HCP once
+    counts = frame.group_by("month").len()["len"].to_list()
+    assert len(counts) == len(months) and max(counts) - min(counts) <= 1  # dealt round-robin
+    assert bool((frame["prior_brand_share_as_of"] < frame["month"]).all())  # features before the month
+    assert demo_training_frame(world, cfg, seed=1).equals(frame)  # seeded
+    import warnings
+
+    from twinkernel.twin_generator import TwinGenerator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any training warning fails the test
+        m = TwinGenerator("hcp", config=cfg).train(frame, "brand_share", time_col="month")
+    assert m.split == "temporal" and m.cv_scheme == "time_ordered" and m.warnings == ()
+    assert len(m.cv_scores) == cfg.twin_generation.cv_folds
+    assert m.training_rows == 1500 and m.validation_rows == 500  # 6 months train, 2 validate
+
+
+def test_progress_times_each_phase_and_the_compile_step_apart():
+    err = io.StringIO()
+    progress = cli._Progress(err, quiet=False)
+    progress.start("compile kernels", cli.COMPILE_PHASE)
+    progress.done()
+    for phase in ("training", "retraining", "training"):
+        progress.start(f"{phase} step", phase)
+        progress.done()
+    assert list(progress.phases) == [cli.COMPILE_PHASE, "training", "retraining"]
+    assert all(v >= 0.0 for v in progress.phases.values()) and set(progress.cpu) == set(progress.phases)
+    text = progress.summary()
+    assert text.startswith("compiled in ") and "; after compilation " in text
+    assert "(training " in text and ", retraining " in text and text.endswith(" s CPU)")
+    assert "compile kernels ..." in err.getvalue()
 
 
 def test_demo_loop_flag_and_json_shape():

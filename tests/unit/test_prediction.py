@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from tests import naive_calibration
 from twinkernel import prediction as P
 from twinkernel.config import get_config
 
@@ -50,13 +51,50 @@ def test_effect_uncertainty_sd_rejects_negative_sd():
 @pytest.mark.parametrize("level", [0.5, 0.8, 0.9, 0.95, 0.99])
 @pytest.mark.parametrize("df", [None, 1, 5, 30])
 def test_prediction_interval_matches_scipy(level, df):
+    """Normal: scipy's normal on the total SD. Student's t: scipy's t for δ itself (m = ∞), and for a finite
+    test the t-normal convolution, checked against adaptive quadrature (tests/naive_calibration.py)."""
     mu, sd, var, m = 0.043, 0.011, 0.05, 750
-    scale = math.sqrt(sd**2 + 2 * var / m)
-    dist = stats.norm(mu, scale) if df is None else stats.t(df, mu, scale)
+    s_m = math.sqrt(2 * var / m)
     lo, hi = P.prediction_interval(mu, sd, var, m, level, df)
-    want_lo, want_hi = dist.interval(level)
-    assert lo == pytest.approx(want_lo, rel=1e-12)
-    assert hi == pytest.approx(want_hi, rel=1e-12)
+    if df is None:
+        want_lo, want_hi = stats.norm(mu, math.hypot(sd, s_m)).interval(level)
+        assert (lo, hi) == pytest.approx((want_lo, want_hi), rel=1e-12)
+        return
+    half = naive_calibration.predictive_quantile(0.5 + level / 2, sd, s_m, df)
+    assert (lo, hi) == pytest.approx((mu - half, mu + half), abs=1e-10)
+    lo_inf, hi_inf = P.prediction_interval(mu, sd, var, math.inf, level, df)
+    assert (lo_inf, hi_inf) == pytest.approx(stats.t(df, mu, sd).interval(level), rel=1e-12)
+
+
+@pytest.mark.parametrize("df", [1, 2.5, 5, 30])
+@pytest.mark.parametrize(("sd", "s_m"), [(0.011, 0.0115), (0.002, 0.02), (0.03, 0.001)])
+@pytest.mark.parametrize("x", [-0.05, -0.01, 0.0, 0.004, 0.03])
+def test_predictive_cdf_matches_the_convolution_integral(df, sd, s_m, x):
+    var = s_m**2 * 1000 / 2  # outcome variance giving s_m at 1000 per arm
+    got = P.predictive_cdf(0.04 + x, 0.04, sd, var, 1000, df)
+    assert got == pytest.approx(naive_calibration.predictive_cdf(x, sd, s_m, df), abs=1e-9)
+
+
+def test_calibrated_interval_lies_between_the_normal_and_t_on_the_whole_sd():
+    """SPEC's small-sample t applies to what calibration estimated (σ_δ), not to the test's known sampling
+    error: the interval is wider than the normal one and narrower than t on √(σ_δ² + s_m²), and tends to
+    each in its limit."""
+    mu, sd, var, m, level, df = 0.05, 0.0125, 0.04, 1000, 0.9, 5
+    total = math.sqrt(sd**2 + 2 * var / m)
+    half = P.prediction_interval(mu, sd, var, m, level, df)[1] - mu
+    assert stats.norm.ppf(0.95) * total < half < stats.t(df).ppf(0.95) * total
+    # the test's sampling error vanishes: t on σ_δ; σ_δ vanishes: the normal on s_m
+    tiny = P.prediction_interval(mu, sd, 1e-12, m, level, df)[1] - mu
+    assert tiny == pytest.approx(stats.t(df).ppf(0.95) * sd, rel=1e-6)
+    none = P.prediction_interval(mu, 0.0, var, m, level, df)[1] - mu
+    assert none == pytest.approx(stats.norm.ppf(0.95) * math.sqrt(2 * var / m), rel=1e-12)
+    # many degrees of freedom: the normal
+    wide = P.prediction_interval(mu, sd, var, m, level, 1e7)[1] - mu
+    assert wide == pytest.approx(stats.norm.ppf(0.95) * total, rel=1e-6)
+    # the interval's ends are the predictive distribution's quantiles
+    lo, hi = P.prediction_interval(mu, sd, var, m, level, df)
+    assert P.predictive_cdf(hi, mu, sd, var, m, df) == pytest.approx(0.95, abs=1e-9)
+    assert P.predictive_cdf(lo, mu, sd, var, m, df) == pytest.approx(0.05, abs=1e-9)
 
 
 def test_prediction_interval_hand_value_and_infinite_arm():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import uuid4
@@ -27,9 +27,10 @@ class JobState(StrEnum):
 
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.PENDING: frozenset({JobState.APPROVED, JobState.CANCELLED}),
-    # training -> approved: a failed attempt with attempts left goes back to the queue
+    # training -> approved: a failed attempt with attempts left goes back to the queue;
+    # training -> training: another worker takes over a job whose worker's lease expired
     JobState.APPROVED: frozenset({JobState.TRAINING, JobState.CANCELLED}),
-    JobState.TRAINING: frozenset({JobState.COMPLETED, JobState.FAILED, JobState.APPROVED}),
+    JobState.TRAINING: frozenset({JobState.COMPLETED, JobState.FAILED, JobState.APPROVED, JobState.TRAINING}),
     JobState.COMPLETED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.CANCELLED: frozenset(),
@@ -75,7 +76,9 @@ class RetrainingJob(BaseModel):
 
     ``fidelity_before`` / ``fidelity_after``: the leave-one-experiment-out fidelity score of the current
     model and of the model serving after the job (the candidate when promoted, else the current one);
-    ``trigger_fidelity`` is the fidelity report's score when the job was created.
+    ``trigger_fidelity`` is the fidelity report's score when the job was created. A job in ``training``
+    holds a lease (``worker_id``, ``lease_expires_at``): a job whose worker died is taken over once the
+    lease has expired (:meth:`~twinkernel.retraining.TwinRetrainingService.run_pending_jobs`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
@@ -102,10 +105,28 @@ class RetrainingJob(BaseModel):
     updated_at: datetime = Field(default_factory=_now)
     approved_at: datetime | None = None
     completed_at: datetime | None = None
+    started_at: datetime | None = None
+    """When the current attempt started (the job moved to ``training``)."""
+    lease_expires_at: datetime | None = None
+    """Until when the worker running the current attempt holds the job; after that another worker's
+    ``run_pending_jobs`` takes it over (renewed by the worker's heartbeat between the job's steps)."""
+    worker_id: str | None = None
+    """The worker running (or that last ran) the job."""
 
     @property
     def is_open(self) -> bool:
         return self.state in (JobState.PENDING, JobState.APPROVED, JobState.TRAINING)
+
+    def lease_expired(self, now: datetime, lease_seconds: float) -> bool:
+        """True when the job is in ``training`` and its worker's lease ended at or before ``now``.
+
+        A job without a recorded lease (written before leases existed) holds one of ``lease_seconds``
+        from its last update.
+        """
+        if self.state != JobState.TRAINING:
+            return False
+        end = self.lease_expires_at or self.updated_at + timedelta(seconds=lease_seconds)
+        return end <= now
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe plain data (the repository payload)."""

@@ -280,6 +280,26 @@ class TwinRepository:
         """Insert or update a retraining job (needs ``id`` and ``state``)."""
         self._save("job", [job])
 
+    def claim_job(self, job: Any, expected_state: str, expected_attempts: int) -> bool:
+        """Write a retraining job only if its stored ``state`` and ``attempts`` are still the expected ones.
+
+        One conditional ``UPDATE``: when several workers claim the same job, exactly one gets ``True``
+        (the others see that the row moved on and leave the job alone). Raises if the database fails.
+        """
+        row = row_for("job", payload_of("job", job), _now_iso())
+        c = S.retraining_jobs.c
+        stmt = (
+            sa.update(S.retraining_jobs)
+            .where(c.id == row["id"], c.state == str(expected_state), c.attempts == int(expected_attempts))
+            .values({k: v for k, v in row.items() if k != "id"})
+        )
+        with self._io_lock:
+            self._ensure_schema()
+            with self._engine.begin() as conn:
+                claimed = conn.execute(stmt).rowcount == 1
+            self._count("written", int(claimed))
+        return claimed
+
     def save_experiment(self, experiment: Any) -> None:
         """Insert or update an experiment (needs ``id``)."""
         self._save("experiment", [experiment])

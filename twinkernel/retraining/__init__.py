@@ -2,6 +2,7 @@
 
 from .scoring import LooScore, leave_one_out_score, prior_simulations
 from .service import (
+    LeaseLostError,
     ServingModel,
     TrainingData,
     TrainingDataProvider,
@@ -10,6 +11,7 @@ from .service import (
 )
 
 __all__ = [
+    "LeaseLostError",
     "LooScore",
     "ServingModel",
     "TrainingData",

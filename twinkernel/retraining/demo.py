@@ -7,20 +7,105 @@ only if leave-one-experiment-out fidelity improves) → simulate again and valid
 
 from __future__ import annotations
 
+import math
 import tempfile
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import polars as pl
+
 from ..config import TwinkernelConfig
 from ..fidelity_tracker import FidelityTracker
 from ..models import InterventionConfig, SimulationResult
+from ..models.experiment import ExperimentResult
 from ..models.fidelity import ModelFidelityReport
 from ..models.retraining import JobState, RetrainingJob
 from ..population import TwinPopulation
-from .service import TrainingData, TwinRetrainingService
+from .service import ServingModel, TrainingData, TwinRetrainingService
 
-__all__ = ["LoopOutcome", "format_loop", "run_learning_loop"]
+__all__ = [
+    "LoopOutcome",
+    "demo_training_frame",
+    "demo_training_months",
+    "format_loop",
+    "min_history_units",
+    "run_learning_loop",
+]
+
+
+# --- the training frame ---------------------------------------------------------------------------------
+def _training_times(n_times: int, test_size: float) -> int:
+    """Distinct times a time-ordered split of ``n_times`` keeps for training (as the generator splits)."""
+    if n_times < 2:
+        return 0
+    return min(n_times - 1, max(1, math.floor((1.0 - test_size) * n_times)))
+
+
+def demo_training_months(months: int, config: TwinkernelConfig) -> list[int]:
+    """The target months of the demo's training frame: the latest ones, as many as a time-ordered validation
+    split followed by ``twin_generation.cv_folds`` time-ordered cross-validation folds need (all months after
+    the first when the world is shorter).
+
+    Examples
+    --------
+    >>> from twinkernel.config import load_config
+    >>> demo_training_months(12, load_config())  # 6 training months for 5 folds, 2 for validation
+    [4, 5, 6, 7, 8, 9, 10, 11]
+    >>> demo_training_months(3, load_config())
+    [1, 2]
+    """
+    tg = config.twin_generation
+    n = 2
+    while _training_times(n, tg.test_size) < tg.cv_folds + 1:
+        n += 1
+    n = min(n, months - 1)
+    return list(range(months - n, months))
+
+
+def min_history_units(config: TwinkernelConfig, months: int) -> int:
+    """The fewest entities whose :func:`demo_training_frame` still has ``min_training_rows`` training rows.
+
+    Examples
+    --------
+    >>> from twinkernel.config import load_config
+    >>> min_history_units(load_config(), 12)  # 8 target months, 6 of them for training: 8 x ceil(1000 / 6)
+    1336
+    """
+    tg = config.twin_generation
+    n_times = len(demo_training_months(months, config))
+    k = _training_times(n_times, tg.test_size)
+    if k == 0:  # one target month: a seeded random hold-out of test_size
+        return math.ceil(tg.min_training_rows / (1.0 - tg.test_size))
+    return n_times * math.ceil(tg.min_training_rows / k)
+
+
+def demo_training_frame(world: Any, config: TwinkernelConfig, seed: int) -> pl.DataFrame:
+    """A training frame over several months: each entity once, at one of :func:`demo_training_months`.
+
+    The entities are dealt round-robin, in a seeded order, to the target months, and each row is
+    :func:`twinkernel.synthetic.training_frame` of its month (the prior outcome over the months before it,
+    the month as the prediction time). Several months let the generator validate on the latest months and
+    cross-validate in time order; one row per entity keeps the frame as large as the world.
+    """
+    from .. import synthetic
+
+    months = demo_training_months(world.months, config)
+    ids = world.entities[world.entity_col].sort()
+    order = np.random.default_rng(seed).permutation(ids.len())
+    month_of = pl.DataFrame(
+        {
+            world.entity_col: ids.gather(order),
+            "_target": np.asarray(months)[np.arange(ids.len()) % len(months)],
+        }
+    )
+    parts = []
+    for t in months:
+        keep = month_of.filter(pl.col("_target") == t).select(world.entity_col)
+        parts.append(synthetic.training_frame(world, target_month=t).join(keep, on=world.entity_col))
+    return pl.concat(parts).sort(["month", world.entity_col])
 
 
 @dataclass
@@ -53,6 +138,44 @@ class LoopOutcome:
         }
 
 
+@dataclass
+class _Loop:
+    """What the loop's phases share: the world, the store, the service and tracker, the prior model."""
+
+    world: Any
+    config: TwinkernelConfig
+    seed: int
+    tmp: str
+    service: TwinRetrainingService
+    tracker: FidelityTracker
+    model_id: str
+    engine: Any
+    predictions: _Predictions
+
+
+class _Predictions:
+    """One simulation per model and experiment design (intervention config and filter).
+
+    Experiments of one design get the same prediction (same inputs, same seed), so it is simulated once;
+    each experiment records its own copy (a new ``simulation_id``), because the tracker keeps one fidelity
+    record per recorded prediction.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._done: dict[tuple[int, str, str], SimulationResult] = {}
+
+    def __call__(self, engine: Any, exp: ExperimentResult) -> SimulationResult:
+        pf = exp.population_filter
+        key = (id(engine), exp.intervention.model_dump_json(), "" if pf is None else pf.model_dump_json())
+        first = self._done.get(key)
+        if first is None:
+            first = engine.simulate(exp.intervention, pf, seed=self.seed, calculate_heterogeneity=False)
+            self._done[key] = first
+            return first
+        return first.model_copy(update={"simulation_id": uuid.uuid4()})
+
+
 def run_learning_loop(
     *,
     world: Any,
@@ -69,8 +192,11 @@ def run_learning_loop(
     config: TwinkernelConfig,
     progress: Any,
 ) -> LoopOutcome:
-    """One turn of the loop on a synthetic world (see the module docstring); embedded SQLite in a temp dir."""
-    from .. import synthetic
+    """One turn of the loop on a synthetic world (see the module docstring); embedded SQLite in a temp dir.
+
+    The phases, each timed by ``progress`` (``start(text, phase)`` / ``done(detail)``):
+    :func:`experiments_phase`, :func:`retraining_phase`, :func:`simulate_again_phase`.
+    """
     from ..repository import TwinRepository
 
     with tempfile.TemporaryDirectory(prefix="twinkernel-demo-") as tmp:
@@ -82,46 +208,24 @@ def run_learning_loop(
         )
         model_id = str(population.model_id)
         prior = service.register_model(model_id, population, generator=generator)
-        tracker = FidelityTracker(
-            repo, retraining_service=service, auto_trigger_retraining=True, config=config
+        loop = _Loop(
+            world=world,
+            config=config,
+            seed=seed,
+            tmp=tmp,
+            service=service,
+            tracker=FidelityTracker(
+                repo, retraining_service=service, auto_trigger_retraining=True, config=config
+            ),
+            model_id=model_id,
+            engine=prior.engine(cache=False, repository=False, config=config),
+            predictions=_Predictions(seed),
         )
-        engine = prior.engine(cache=False, repository=False, config=config)
-        by_type = {ic.intervention_type: ic for ic in interventions}
-        progress.start(
-            f"running {experiments_per_type} real (synthetic) experiments for each of {len(tested_types)} "
-            "types and validating the predictions"
+        held_out, report_before = experiments_phase(
+            loop, interventions, tested_types, experiments_per_type, n_per_arm, progress
         )
-        held_out = []
-        for t in tested_types:
-            for j in range(experiments_per_type + 1):
-                _, exp = synthetic.run_experiment(
-                    world, by_type[t], n_per_arm, month=j, seed=seed + 97 * j + len(t), config=config
-                )
-                if j == experiments_per_type:
-                    held_out.append(exp)  # the last month's test is held out
-                    continue
-                _validate(tracker, engine, exp, seed)
-        report_before = tracker.get_model_fidelity_report(model_id)
-        progress.done(f"(fidelity {_score(report_before)})")
-
-        progress.start("retraining (refit, recalibrate, leave-one-experiment-out score)")
-        job = tracker.last_triggered_job
-        if job is not None and job.state is JobState.PENDING:
-            job = service.approve_job(job.id, approved_by="demo")
-        ran = service.run_pending_jobs()
-        job = ran[-1] if ran else job
-        champion = service.champion(model_id)
-        progress.done("" if job is None else f"(job {job.state.value}, promoted: {job.promoted})")
-
-        progress.start("simulating the six interventions again and validating held-out experiments")
-        new_engine = champion.engine(cache=False, repository=False, config=config)
-        after = [simulate(new_engine, ic) for ic in interventions]
-        check = FidelityTracker(TwinRepository(data_dir=tmp + "/held-out", config=config), config=config)
-        for exp in held_out:
-            _validate(check, engine, exp, seed)
-            if champion.model_id != model_id:
-                _validate(check, new_engine, exp, seed)
-        progress.done()
+        job, champion = retraining_phase(loop, progress)
+        after, check = simulate_again_phase(loop, champion, interventions, held_out, simulate, progress)
         return LoopOutcome(
             before=before,
             after=after,
@@ -136,8 +240,85 @@ def run_learning_loop(
         )
 
 
-def _validate(tracker: FidelityTracker, engine: Any, exp: Any, seed: int) -> None:
-    r = engine.simulate(exp.intervention, exp.population_filter, seed=seed, calculate_heterogeneity=False)
+def experiments_phase(
+    loop: _Loop,
+    interventions: Sequence[InterventionConfig],
+    tested_types: Sequence[str],
+    experiments_per_type: int,
+    n_per_arm: int,
+    progress: Any,
+) -> tuple[list[ExperimentResult], ModelFidelityReport]:
+    """Run the experiments (one per month and type) and validate the prior model's predictions of them
+    (the tracker triggers the retraining job); the last month's experiments are held out."""
+    from .. import synthetic
+
+    progress.start(
+        f"running {experiments_per_type} real (synthetic) experiments for each of {len(tested_types)} "
+        "types and validating the predictions",
+        "experiments",
+    )
+    by_type = {ic.intervention_type: ic for ic in interventions}
+    held_out = []
+    for t in tested_types:
+        for j in range(experiments_per_type + 1):
+            _, exp = synthetic.run_experiment(
+                loop.world,
+                by_type[t],
+                n_per_arm,
+                month=j,
+                seed=loop.seed + 97 * j + len(t),
+                config=loop.config,
+            )
+            if j == experiments_per_type:
+                held_out.append(exp)  # the last month's test is held out
+                continue
+            _validate(loop.tracker, loop.predictions(loop.engine, exp), exp)
+    report = loop.tracker.get_model_fidelity_report(loop.model_id)
+    progress.done(f"(fidelity {_score(report)})")
+    return held_out, report
+
+
+def retraining_phase(loop: _Loop, progress: Any) -> tuple[RetrainingJob | None, ServingModel]:
+    """Approve the triggered job if it waits for a person, and run it as a worker would."""
+    progress.start("retraining (refit, recalibrate, leave-one-experiment-out score)", "retraining")
+    job = loop.tracker.last_triggered_job
+    if job is not None and job.state is JobState.PENDING:
+        job = loop.service.approve_job(job.id, approved_by="demo")
+    ran = loop.service.run_pending_jobs()
+    job = ran[-1] if ran else job
+    champion = loop.service.champion(loop.model_id)
+    progress.done("" if job is None else f"(job {job.state.value}, promoted: {job.promoted})")
+    return job, champion
+
+
+def simulate_again_phase(
+    loop: _Loop,
+    champion: ServingModel,
+    interventions: Sequence[InterventionConfig],
+    held_out: Sequence[ExperimentResult],
+    simulate: Callable[[Any, InterventionConfig], SimulationResult],
+    progress: Any,
+) -> tuple[list[SimulationResult], FidelityTracker]:
+    """Simulate the interventions with the champion, and validate both models on the held-out tests."""
+    from ..repository import TwinRepository
+
+    progress.start(
+        "simulating the six interventions again and validating held-out experiments", "simulate again"
+    )
+    new_engine = champion.engine(cache=False, repository=False, config=loop.config)
+    after = [simulate(new_engine, ic) for ic in interventions]
+    check = FidelityTracker(
+        TwinRepository(data_dir=loop.tmp + "/held-out", config=loop.config), config=loop.config
+    )
+    for exp in held_out:
+        _validate(check, loop.predictions(loop.engine, exp), exp)
+        if champion.model_id != loop.model_id:
+            _validate(check, loop.predictions(new_engine, exp), exp)
+    progress.done()
+    return after, check
+
+
+def _validate(tracker: FidelityTracker, r: SimulationResult, exp: ExperimentResult) -> None:
     tracker.record_prediction(r)
     tracker.validate(
         r.simulation_id,

@@ -48,7 +48,8 @@ def prior_simulations(
     """Per experiment id, (μ_j under the priors, σ_y²) on ``population``; and ids that could not be simulated.
 
     An experiment whose filter leaves too few twins (a FAILED simulation) cannot be predicted and is
-    skipped (named in the second return value).
+    skipped (named in the second return value). Experiments with the same intervention config and filter
+    share one simulation (the inputs and the seed are the same, so is μ_j).
     """
     from ..simulation_engine import SimulationEngine
 
@@ -57,15 +58,20 @@ def prior_simulations(
     )
     out: dict[str, tuple[float, float]] = {}
     skipped: list[str] = []
+    # experiments of one design (config and filter) share a simulation: same inputs, same seed, same μ_j
+    done: dict[tuple[str, str], tuple[float, float] | None] = {}
     for e in experiments:
-        r = engine.simulate(
-            e.intervention, e.population_filter, calculate_heterogeneity=False, use_cache=False, seed=seed
-        )
-        if r.status != SimulationStatus.COMPLETED:
+        pf = e.population_filter
+        key = (e.intervention.model_dump_json(), "" if pf is None else pf.model_dump_json())
+        if key not in done:
+            r = engine.simulate(e.intervention, pf, calculate_heterogeneity=False, use_cache=False, seed=seed)
+            sd = r.outcome_std if r.outcome_std is not None else config.simulation.default_outcome_sd
+            done[key] = (r.simulated_ate, sd * sd) if r.status == SimulationStatus.COMPLETED else None
+        value = done[key]
+        if value is None:
             skipped.append(e.experiment_id)
-            continue
-        sd = r.outcome_std if r.outcome_std is not None else config.simulation.default_outcome_sd
-        out[e.experiment_id] = (r.simulated_ate, sd * sd)
+        else:
+            out[e.experiment_id] = value
     return out, tuple(skipped)
 
 

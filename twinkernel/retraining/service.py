@@ -6,7 +6,8 @@ and current model are scored on the same experiments by leave-one-experiment-out
 (:mod:`twinkernel.retraining.scoring`) and the candidate is promoted only when its fidelity score is higher.
 
 Jobs are rows of the repository's ``retraining_jobs`` table, so a job approved in one process can be run by
-another (:meth:`TwinRetrainingService.run_pending_jobs`, the worker entry point). The models a service can
+another (:meth:`TwinRetrainingService.run_pending_jobs`, the worker entry point; claims, leases and the
+take-over of a dead worker's job are in :mod:`twinkernel.retraining.worker`). The models a service can
 retrain are registered in-process with :meth:`TwinRetrainingService.register_model` (a service restarted
 registers its serving models again); promoted models are also recorded in ``twin_models`` (with their
 effect model as JSON) and, when lineage tracking is on and the outcome model was refitted, in the MLflow
@@ -22,26 +23,34 @@ import logging
 import threading
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
-from ..config import AutoRetrainingConfig, TwinkernelConfig, get_config
+from ..calibration import calibrate_experiments
+from ..config import TwinkernelConfig, get_config
 from ..effect_model import EffectModel
 from ..fidelity_tracker import FidelityTracker
 from ..models import FrozenMapping, PopulationFilter
-from ..models.retraining import JOB_TRANSITIONS, JobState, RetrainingDecision, RetrainingJob, TriggerReason
+from ..models.retraining import JobState, RetrainingDecision, RetrainingJob, TriggerReason
 from ..population import TwinPopulation
 from .scoring import LooScore, leave_one_out_score, prior_simulations
+from .types import (
+    LeaseLostError,
+    ServingModel,
+    TrainingData,
+    TrainingDataProvider,
+    TwinRetrainingConfig,
+    default_worker_id,
+    utc_now,
+)
+from .worker import JobWorker
 
 if TYPE_CHECKING:
     from ..repository import TwinRepository
-    from ..simulation_engine import SimulationEngine
     from ..twin_generator import TwinGenerator
 
 __all__ = [
+    "LeaseLostError",
     "ServingModel",
     "TrainingData",
     "TrainingDataProvider",
@@ -55,60 +64,7 @@ _ID_LIMIT = 64  # repository id columns
 _GENERATOR_ONLY = ("algorithm",)  # config_overrides keys that go to TwinGenerator.train, not its settings
 
 
-class TwinRetrainingConfig(AutoRetrainingConfig):
-    """The ``auto_retraining`` section, as the service reads it (no number repeated here).
-
-    Examples
-    --------
-    >>> TwinRetrainingConfig.from_config().fidelity_threshold
-    0.7
-    >>> TwinRetrainingConfig.from_config(require_approval=False).require_approval
-    False
-    """
-
-    @classmethod
-    def from_config(cls, config: TwinkernelConfig | None = None, **overrides: Any) -> TwinRetrainingConfig:
-        cfg = config if config is not None else get_config()
-        return cls.model_validate({**cfg.auto_retraining.model_dump(), **overrides})
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """What a ``training_data_provider`` returns: the frame and :meth:`TwinGenerator.train` arguments."""
-
-    frame: pl.DataFrame
-    target_col: str
-    time_col: str | None = None
-    feature_cols: Sequence[str] | None = None
-    train_kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-
-TrainingDataProvider = Callable[[str], "TrainingData | None"]
-"""Called with the model id; returns fresh training data, or None to keep the outcome model."""
-
-
-@dataclass
-class ServingModel:
-    """A model the service can retrain: twins, effect model and (optionally) the generator behind them."""
-
-    model_id: str
-    population: TwinPopulation
-    effect_model: EffectModel
-    generator: TwinGenerator | None = None
-    parent_model_id: str | None = None
-
-    def engine(self, **kwargs: Any) -> SimulationEngine:
-        """A :class:`~twinkernel.simulation_engine.SimulationEngine` over this model's twins and effects."""
-        from ..simulation_engine import SimulationEngine
-
-        return SimulationEngine(self.population, effect_model=self.effect_model, **kwargs)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class TwinRetrainingService:
+class TwinRetrainingService(JobWorker):
     """Retraining decisions and durable jobs (see the module docstring).
 
     Parameters
@@ -124,7 +80,9 @@ class TwinRetrainingService:
     lineage
         A :class:`~twinkernel.lineage.LineageTracker`; ``None``: from the config (off by default).
     clock
-        Current UTC time (tests of the cooldown).
+        Current UTC time (tests of the cooldown and of job leases).
+    worker_id
+        Names this worker in the leases of the jobs it runs (default :func:`default_worker_id`).
     """
 
     def __init__(
@@ -135,7 +93,8 @@ class TwinRetrainingService:
         retraining_config: TwinRetrainingConfig | None = None,
         training_data_provider: TrainingDataProvider | None = None,
         lineage: Any = None,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] = utc_now,
+        worker_id: str | None = None,
     ) -> None:
         self.config = config if config is not None else get_config()
         self.settings = (
@@ -152,6 +111,7 @@ class TwinRetrainingService:
             lineage = lineage_from_config(self.config)
         self.lineage = lineage
         self._clock = clock
+        self.worker_id = worker_id if worker_id is not None else default_worker_id()
         self._models: dict[str, ServingModel] = {}
         self._lock = threading.RLock()
         self._counts = {"webhook_sent": 0, "webhook_failed": 0, "jobs_run": 0}
@@ -218,23 +178,6 @@ class TwinRetrainingService:
     def jobs(self, model_id: str | None = None) -> list[RetrainingJob]:
         """A model's jobs (or all), oldest first."""
         return [RetrainingJob.model_validate(p) for p in self.repository.jobs(model_id)]
-
-    def get_job(self, job_id: str) -> RetrainingJob:
-        payload = self.repository.get_job(job_id)
-        if payload is None:
-            raise KeyError(f"`job_id` {job_id!r}: no such retraining job")
-        return RetrainingJob.model_validate(payload)
-
-    def _move(self, job: RetrainingJob, state: JobState, **changes: Any) -> RetrainingJob:
-        if state not in JOB_TRANSITIONS[job.state]:
-            raise ValueError(
-                f"job {job.id} is {job.state.value}: it cannot become {state.value} "
-                f"(allowed: {sorted(s.value for s in JOB_TRANSITIONS[job.state]) or 'none'})"
-            )
-        new = job.model_copy(update={"state": state, "updated_at": self._clock(), **changes})
-        self.repository.save_job(new)
-        self._notify(f"job_{state.value}", new)
-        return new
 
     # --- the decision -------------------------------------------------------------------------------------
     def evaluate_retraining_need_sync(self, model_id: str) -> RetrainingDecision:
@@ -385,36 +328,7 @@ class TwinRetrainingService:
         """Cancel a pending or approved job."""
         return self._move(self.get_job(job_id), JobState.CANCELLED)
 
-    # --- running ----------------------------------------------------------------------------------------
-    def run_pending_jobs(self) -> list[RetrainingJob]:
-        """Worker entry point: run every approved job in the repository, oldest first.
-
-        A job left in ``training`` by a worker that died is not picked up again here (another worker may
-        still be running it); cancel it or move it on by hand.
-        """
-        out = []
-        for payload in self.repository.open_jobs():
-            job = RetrainingJob.model_validate(payload)
-            if job.state == JobState.APPROVED:
-                out.append(self.run_job(job.id))
-        return out
-
-    def run_job(self, job_id: str) -> RetrainingJob:
-        """Run one approved job: training → completed, or back to approved / failed on an error."""
-        queued = self.get_job(job_id)
-        job = self._move(queued, JobState.TRAINING, attempts=queued.attempts + 1)
-        with self._lock:
-            self._counts["jobs_run"] += 1
-        try:
-            changes = self._retrain(job)
-        except Exception as exc:  # a failing attempt is recorded, retried up to max_attempts
-            logger.warning("retraining job %s attempt %d failed: %s", job.id, job.attempts, exc)
-            text = f"{type(exc).__name__}: {exc}"
-            if job.attempts < job.max_attempts:
-                return self._move(job, JobState.APPROVED, error=text)
-            return self._move(job, JobState.FAILED, error=text, completed_at=self._clock())
-        return self._move(job, JobState.COMPLETED, error=None, completed_at=self._clock(), **changes)
-
+    # --- one job: refit, recalibrate, score, promote ------------------------------------------------------
     def _refit(self, current: ServingModel, job: RetrainingJob) -> tuple[TwinPopulation, Any, Any]:
         """The candidate's twins: refitted on the provider's data, or the current ones."""
         data = None if self.training_data_provider is None else self.training_data_provider(job.model_id)
@@ -435,11 +349,16 @@ class TwinRetrainingService:
             track=False,
             **dict(data.train_kwargs),
         )
+        if current.generator is not None and gen.model_id == current.generator.model_id:
+            # the same data and settings give the same model (the id hashes them): its twins are the
+            # current ones, so they are not drawn again
+            return pop, gen, data
         return gen.generate(pop.n), gen, data
 
     def _retrain(self, job: RetrainingJob) -> dict[str, Any]:
         current = self.get_model(job.model_id)
         population, generator, data = self._refit(current, job)
+        self.heartbeat(job)
         experiments = self.tracker.experiments(self._ancestry(job.model_id))
         if not experiments:
             raise ValueError(
@@ -459,9 +378,14 @@ class TwinRetrainingService:
             cand_mus, _ = prior_simulations(population, experiments, self.config, seed)
         candidate_score = leave_one_out_score(experiments, cand_mus, self.config, as_of=as_of)
         usable = [e for e in experiments if e.experiment_id in cand_mus]
-        effect = EffectModel.from_config(self.config).calibrate(population, usable, as_of=as_of, seed=seed)
+        # EffectModel.calibrate on the candidate's twins, reusing the μ_j simulated above
+        cals = calibrate_experiments(
+            usable, lambda e: cand_mus[e.experiment_id][0], as_of=as_of, config=self.config
+        )
+        effect = EffectModel.from_config(self.config).with_calibrations(cals)
         candidate_id = self._candidate_id(job.model_id, generator, effect, population)
         promoted = _better(candidate_score, current_score)
+        self.heartbeat(job)  # the last chance to notice a lost lease before promoting
         if promoted:
             self._promote(current, candidate_id, population, effect, generator, data, candidate_score, job)
         serving = candidate_score if promoted else current_score
