@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .config_effect_learning import EffectLearningConfig
+
 __all__ = ["BootstrapConfig", "CalibrationConfig", "ConfigError", "TwinkernelConfig", "default_config_path",
            "get_config", "load_config"]  # fmt: skip
 
@@ -425,7 +427,6 @@ class AutoRetrainingConfig(_Section):
     simulation_seed: int = Field(ge=0, lt=2**63)
 
 
-# --- calibration (learning from real experiments) ---------------------------------------------------------
 class CalibrationConfig(_Section):
     """Random-effects calibration of the effect model from real experiments (see ``docs/calibration.md``)."""
 
@@ -470,6 +471,7 @@ class TwinkernelConfig(_Section):
     simulation_cache: SimulationCacheSection
     auto_retraining: AutoRetrainingConfig
     calibration: CalibrationConfig
+    effect_learning: EffectLearningConfig
     observability: ObservabilityConfig
     performance: PerformanceConfig | None = None  # only the performance tests read it
     source: str | None = Field(default=None, exclude=True)
