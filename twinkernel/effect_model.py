@@ -386,7 +386,7 @@ class EffectModel:
 
     # --- persistence ---------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe: the overrides, learned effects and calibrations (the priors stay in the configuration)."""
+        """JSON-safe: overrides, learned effects and calibrations (the priors stay in the configuration)."""
         return {
             "format": _FORMAT,
             "overrides": {t: dict(v) for t, v in self.overrides.items()},

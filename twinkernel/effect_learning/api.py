@@ -139,7 +139,8 @@ def _free_parameters(
     """(free, held at prior): a modifier is learned when configured, present and varying among the rows
     that are treated and not gated; a category level needs ``min_level_treated`` such rows."""
     el = cfg.effect_learning
-    free, fixed = [BASE], []
+    free: list[str] = [BASE]
+    fixed: list[str] = []
     for key, name, values in (
         ("decile", DECILE, inp.decile),
         ("engagement", ENGAGEMENT, inp.engagement),

@@ -125,11 +125,7 @@ def as_polars(frame: Any) -> pl.DataFrame:
     """A Polars frame from Polars or pandas input."""
     if isinstance(frame, pl.DataFrame):
         return frame
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is optional
-        pd = None
-    if pd is not None and isinstance(frame, pd.DataFrame):
+    if type(frame).__module__.startswith("pandas") and type(frame).__name__ == "DataFrame":
         return pl.from_pandas(frame)
     raise EffectLearningError(
         "bad_input", f"`frame` must be a Polars or pandas DataFrame; got {type(frame).__name__}"

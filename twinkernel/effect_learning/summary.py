@@ -80,5 +80,6 @@ def summary_frame(model: EffectModel) -> pl.DataFrame:
                 add(t, name, le.value(name, prior_value), le.std_error(name), f"learned ({le.method})")
             else:
                 add(t, name, prior_value, None, "prior")
-    return pl.DataFrame(out, schema={"intervention_type": pl.String, "parameter": pl.String,
-                                     "estimate": pl.Float64, "std_error": pl.Float64, "source": pl.String})  # fmt: skip
+    schema = {"intervention_type": pl.String, "parameter": pl.String, "estimate": pl.Float64,
+              "std_error": pl.Float64, "source": pl.String}  # fmt: skip
+    return pl.DataFrame(out, schema=schema)

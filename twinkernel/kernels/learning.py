@@ -21,7 +21,7 @@ moments), hence a constant rather than a configuration value."""
 
 @njit(parallel=True, cache=True)
 def blocked_moments(x, w, y, block):
-    """Per block b of ``block`` rows: ``xx[b] = Σ w_i x_i x_iᵀ`` (lower triangle) and ``xy[b] = Σ w_i x_i y_i``.
+    """Per block b of ``block`` rows: ``xx[b] = Σ w_i x_i x_iᵀ`` and ``xy[b] = Σ w_i x_i y_i``.
 
     ``x`` is a C-contiguous (n, k) float64 array, ``w`` and ``y`` float64 of length n. Returns
     ``(xx, xy)`` of shapes (n_blocks, k, k) and (n_blocks, k); only the lower triangle of each ``xx[b]`` is
