@@ -113,19 +113,19 @@ class TestFailClosed:
         assert "no treated rows at decile 4, 5, 6, 7, 8, 9, 10" in str(exc.value)
 
     def test_too_few_rows(self):
-        with pytest.raises(EffectLearningError, match="too few rows .*500 usable rows") as exc:
+        with pytest.raises(EffectLearningError, match=r"too few rows .*500 usable rows") as exc:
             learn_effect(designed_history(500, seed=1), **ARGS)
         assert exc.value.cause == "too_few_rows"
 
     def test_no_treatment_variation(self):
         df = designed_history(2000, seed=1).with_columns(pl.lit(0, dtype=pl.Int8).alias("treated"))
-        with pytest.raises(EffectLearningError, match="no treatment variation .*0 treated") as exc:
+        with pytest.raises(EffectLearningError, match=r"no treatment variation .*0 treated") as exc:
             learn_effect(df, **ARGS)
         assert exc.value.cause == "no_treatment_variation"
 
     def test_continuous_treatment_determined_by_features(self):
         df = designed_history(3000, seed=1).with_columns((pl.col("x1") * 2.0 + 1.0).alias("treated"))
-        with pytest.raises(EffectLearningError, match="no overlap .*explain") as exc:
+        with pytest.raises(EffectLearningError, match=r"no overlap .*explain") as exc:
             learn_effect(df, **ARGS)
         assert exc.value.cause == "no_overlap"
 
@@ -134,7 +134,7 @@ class TestFailClosed:
             pl.col("x1").alias("visits_after"),
             (pl.col("month") + pl.duration(days=20)).alias("visits_after_as_of"),
         )
-        with pytest.raises(EffectLearningError, match="post-treatment feature .*'visits_after'") as exc:
+        with pytest.raises(EffectLearningError, match=r"post-treatment feature .*'visits_after'") as exc:
             learn_effect(df, time_col="month", **ARGS)
         assert exc.value.cause == "post_treatment_feature"
 
@@ -142,7 +142,7 @@ class TestFailClosed:
         df = designed_history(2000, seed=1).with_columns(
             (pl.col("brand_share") * 3.0 + 1.0).alias("share_x3")
         )
-        with pytest.raises(EffectLearningError, match="target leak .*'share_x3'") as exc:
+        with pytest.raises(EffectLearningError, match=r"target leak .*'share_x3'") as exc:
             learn_effect(df, **ARGS)
         assert exc.value.cause == "target_leak"
 
