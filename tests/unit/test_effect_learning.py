@@ -215,3 +215,16 @@ class TestLearnedModel:
         assert isinstance(a, LearnedEffect)
         cfg = InterventionConfig(intervention_type=TYPE)
         assert np.array_equal(again.parameters(cfg).params, learned.parameters(cfg).params)
+
+
+def test_twin_generator_learns_the_effect_model_alongside(designed):
+    from twinkernel import TwinGenerator
+
+    gen = TwinGenerator("hcp")
+    metrics = gen.train(designed, "brand_share", time_col="month", treatment_col="treated", effect_types=TYPE)
+    assert metrics.propensity_auc is not None
+    direct = EffectModel.from_config().learn_from_history(designed, time_col="month", **ARGS)
+    assert gen.effect_model.learned[TYPE].estimates == direct.learned[TYPE].estimates
+    assert gen.effect_model.provenance == direct.provenance
+    with pytest.raises(ValueError, match="`effect_types` needs `treatment_col`"):
+        TwinGenerator("hcp").train(designed, "brand_share", time_col="month", effect_types=TYPE)
