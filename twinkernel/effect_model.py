@@ -156,6 +156,7 @@ class EffectModel:
         slopes = (eff.decile.slope, eff.engagement.slope, eff.propensity.slope)
         adoption_m = {s: eff.adoption_stage.get(s, eff.unknown_adoption_multiplier) for s in ADOPTION_STAGES}
         tier_m = dict(eff.priority_tier)
+        prior_base = base  # calibrations scale the prior base effect (k is relative to it)
         learned = self.learned.get(itype)
         if learned is not None:
             if self.learned_base:  # the learned effect is at 0 additional calls: keep the per-call increment
@@ -171,8 +172,8 @@ class EffectModel:
         cal = self.calibrations.get(itype)
         if cal is not None:
             base, base_sd, tau, df = (
-                cal.base_effect(base),
-                cal.base_effect_sd(base),
+                cal.base_effect(prior_base),
+                cal.base_effect_sd(prior_base),
                 cal.tau,
                 cal.prediction_df,
             )
