@@ -361,6 +361,7 @@ def learn_effect(
         n_clusters=stage.n_clusters,
         naive_difference=naive,
         naive_std_error=naive_se,
+        features=tuple(features),
     )
     return LearnedEffect(
         intervention_type=intervention_type,

@@ -59,6 +59,8 @@ class LearningDiagnostics:
     naive_difference: float
     """Difference in mean outcome, treated minus untreated (binary; slope of Y on T when continuous)."""
     naive_std_error: float
+    features: tuple[str, ...] = ()
+    """The nuisance models' features."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class LearnedEffect:
         d = dict(data)
         diag = dict(d.pop("diagnostics"))
         diag["propensity_bounds"] = tuple(diag["propensity_bounds"])
+        diag["features"] = tuple(diag.get("features", ()))
         d["diagnostics"] = LearningDiagnostics(**diag)
         for key in ("names", "estimates", "fixed", "warnings"):
             d[key] = tuple(d[key])
