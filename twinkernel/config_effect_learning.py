@@ -40,6 +40,7 @@ class EffectLearningConfig(_Section):
     propensity_low: float = Field(gt=0.0, lt=0.5)
     propensity_high: float = Field(gt=0.5, lt=1.0)
     max_outside_share: float = Field(ge=0.0, le=1.0)
+    overlap_scale: Literal["balanced", "raw"]
     max_treatment_r2: float = Field(gt=0.0, le=1.0)
     learn_modifiers: tuple[
         Literal["decile", "engagement", "adoption_stage", "priority_tier", "propensity"], ...

@@ -280,10 +280,10 @@ def learn_effect(
 
     if binary:
         hint = no_support_hint(data, t, [MODIFIER_COLUMNS["decile"], MODIFIER_COLUMNS["adoption_stage"]])
-        inside, share = check_overlap(fit.treatment_hat, el, what, hint)
+        inside, share, scaled = check_overlap(fit.treatment_hat, float(t.mean()), el, what, hint)
     else:
         check_treatment_strength(fit.treatment_score, el, what)
-        inside, share = np.ones(t.size, dtype=bool), 0.0
+        inside, share, scaled = np.ones(t.size, dtype=bool), 0.0, fit.treatment_hat
     rows = np.flatnonzero(inside)
     if binary:
         n_treated_kept = int(t[rows].sum())
@@ -295,7 +295,8 @@ def learn_effect(
             )
         if rows.size < t.size:
             warnings.append(
-                f"trimmed {t.size - rows.size} of {t.size} rows ({share:.1%}) with a propensity outside "
+                f"trimmed {t.size - rows.size} of {t.size} rows ({share:.1%}) with a {el.overlap_scale} "
+                "propensity outside "
                 f"[{el.propensity_low}, {el.propensity_high}]"
             )
 
@@ -348,8 +349,8 @@ def learn_effect(
         n_trimmed=int(t.size - rows.size),
         share_outside=share,
         propensity_bounds=(el.propensity_low, el.propensity_high),
-        propensity_min=float(fit.treatment_hat.min()),
-        propensity_max=float(fit.treatment_hat.max()),
+        propensity_min=float(scaled.min()),
+        propensity_max=float(scaled.max()),
         outcome_oof_r2=fit.outcome_r2,
         treatment_oof_score=fit.treatment_score,
         treatment_score_name=fit.treatment_score_name,

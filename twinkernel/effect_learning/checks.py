@@ -93,21 +93,38 @@ def no_support_hint(frame: pl.DataFrame, t: np.ndarray, columns: Sequence[str]) 
     return ("; " + "; ".join(hints)) if hints else ""
 
 
+def balanced_propensity(propensity: np.ndarray, treated_share: float) -> np.ndarray:
+    """The propensity in the class-balanced population (treated and untreated rows weighted to equal
+    totals): e / (e + (1 − e)·p̄/(1 − p̄)). A rare treatment then reads 0.5 where its propensity equals its
+    base rate p̄, and only a treatment (nearly) determined by the features reaches 0 or 1.
+
+    Examples
+    --------
+    >>> balanced_propensity(np.array([0.03, 0.0003, 0.5]), 0.03).round(3).tolist()
+    [0.5, 0.01, 0.97]
+    """
+    odds = treated_share / (1.0 - treated_share)
+    return propensity / (propensity + (1.0 - propensity) * odds)
+
+
 def check_overlap(
-    propensity: np.ndarray, cfg: EffectLearningConfig, what: str, hint: str
-) -> tuple[np.ndarray, float]:
-    """Rows with propensity inside the bounds, and the share outside; refuse above the configured share."""
+    propensity: np.ndarray, treated_share: float, cfg: EffectLearningConfig, what: str, hint: str
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Rows whose propensity (on the configured scale) is inside the bounds, the share outside, and the
+    scaled propensities; refuse above ``max_outside_share``."""
     lo, hi = cfg.propensity_low, cfg.propensity_high
-    outside = (propensity < lo) | (propensity > hi)
+    scaled = balanced_propensity(propensity, treated_share) if cfg.overlap_scale == "balanced" else propensity
+    outside = (scaled < lo) | (scaled > hi)
     share = float(outside.mean()) if outside.size else 0.0
+    scale = "class-balanced " if cfg.overlap_scale == "balanced" else ""
     if share > cfg.max_outside_share:
         raise EffectLearningError(
             "no_overlap",
-            f"no overlap for {what}: {share:.1%} of rows have an out-of-fold propensity outside "
+            f"no overlap for {what}: {share:.1%} of rows have an out-of-fold {scale}propensity outside "
             f"[{lo}, {hi}] (effect_learning.max_outside_share {cfg.max_outside_share:.0%}): the treatment is "
             f"(nearly) determined by the features, so treated and untreated rows are not comparable{hint}",
         )
-    return ~outside, share
+    return ~outside, share, scaled
 
 
 def check_treatment_strength(r2: float, cfg: EffectLearningConfig, what: str) -> None:

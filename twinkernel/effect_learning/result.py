@@ -43,9 +43,11 @@ class LearningDiagnostics:
     """Usable rows before trimming."""
     n_trimmed: int
     share_outside: float
-    """Share of usable rows whose out-of-fold propensity lies outside the overlap bounds (binary)."""
+    """Share of usable rows whose out-of-fold propensity (on ``effect_learning.overlap_scale``) lies outside
+    the overlap bounds (binary)."""
     propensity_bounds: tuple[float, float]
     propensity_min: float
+    """Smallest out-of-fold propensity on the overlap scale (binary; the fitted treatment if continuous)."""
     propensity_max: float
     outcome_oof_r2: float
     treatment_oof_score: float
