@@ -97,7 +97,7 @@ def effects_from_history(
     def ate(m: EffectModel, t: str) -> tuple[float, float]:
         engine = SimulationEngine(population, cache=False, repository=False, effect_model=m, config=config)
         r = engine.simulate(InterventionConfig(intervention_type=t), seed=seed, calculate_heterogeneity=False)
-        return r.simulated_ate, r.effect_uncertainty_sd
+        return r.simulated_ate, float(r.effect_uncertainty_sd or 0.0)
 
     eff = config.simulation.intervention_effects
     lines = [
