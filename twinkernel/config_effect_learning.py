@@ -48,6 +48,8 @@ class EffectLearningConfig(_Section):
     adoption_reference: str
     tier_reference: int = Field(ge=1, le=5)
     min_level_treated: int = Field(ge=1)
+    min_t_for_modifiers: float = Field(ge=0.0)
+    max_modifier_ratio: float = Field(gt=1.0)
     max_iterations: int = Field(ge=1, le=10_000)
     tolerance: float = Field(gt=0.0, le=1e-2)
     nuisance: NuisanceConfig

@@ -228,3 +228,12 @@ def test_twin_generator_learns_the_effect_model_alongside(designed):
     assert gen.effect_model.provenance == direct.provenance
     with pytest.raises(ValueError, match="`effect_types` needs `treatment_col`"):
         TwinGenerator("hcp").train(designed, "brand_share", time_col="month", effect_types=TYPE)
+
+
+def test_modifiers_of_a_null_effect_keep_their_priors():
+    """Modifiers are ratios to the base effect: with b indistinguishable from 0 they are not learned."""
+    le = learn_effect(designed_history(6000, seed=8, base=0.0), seed=2, **ARGS)
+    assert le.names == ("base_effect",)
+    assert "decile_slope" in le.fixed and "engagement_slope" in le.fixed
+    assert any("too weak to learn its modifiers" in w for w in le.warnings)
+    assert abs(le.base_effect) < 3 * le.base_effect_sd

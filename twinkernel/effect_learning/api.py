@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from ..config import InterventionEffectsConfig, TwinkernelConfig, get_config
+from ..config_effect_learning import EffectLearningConfig
 from ..models import ADOPTION_STAGES
 from ..twin_generator.leakage import coerce_cutoff, select_features
 from .checks import (
@@ -25,10 +26,12 @@ from .final_stage import (
     DECILE,
     ENGAGEMENT,
     PROPENSITY,
+    FinalStageFit,
     ModifierInputs,
     ModifierPrior,
     adoption_name,
     fit_final_stage,
+    tau_and_jacobian,
     tier_name,
 )
 from .nuisance import assign_folds, cross_fit, encode_features
@@ -170,6 +173,35 @@ def _free_parameters(
             )
             (free if ok else fixed).append(tier_name(t))
     return free, fixed
+
+
+def _modifier_refusal(base_only: FinalStageFit, el: EffectLearningConfig) -> str | None:
+    """Why the modifiers cannot be learned (they are ratios to the base effect), or ``None``."""
+    b, se = float(base_only.estimates[0]), float(base_only.std_errors[0])
+    t = abs(b) / se if se > 0 else math.inf
+    if t < el.min_t_for_modifiers:
+        return f"the effect is too weak to learn its modifiers (|b|/SE = {t:.2f} < {el.min_t_for_modifiers})"
+    return None
+
+
+def _degenerate(
+    stage: FinalStageFit,
+    inp: ModifierInputs,
+    prior: ModifierPrior,
+    acting: np.ndarray,
+    el: EffectLearningConfig,
+) -> str | None:
+    """A full fit that did not converge, or whose modifier product reaches 0 or spans more than
+    ``max_modifier_ratio`` over the treated rows."""
+    if not stage.converged:
+        return f"the final stage did not converge in {stage.iterations} Gauss-Newton iterations"
+    values = dict(zip(stage.names, (float(v) for v in stage.estimates), strict=True))
+    m = tau_and_jacobian(values, [BASE], inp.take(np.flatnonzero(acting)), prior)[1][:, 0]
+    lo, hi = float(m.min()), float(m.max())
+    if lo <= 0.0 or hi / lo > el.max_modifier_ratio:
+        return (f"the learned modifiers are degenerate (their product spans {lo:.3g}..{hi:.3g} over the "
+                f"treated rows; effect_learning.max_modifier_ratio {el.max_modifier_ratio})")  # fmt: skip
+    return None
 
 
 def learn_effect(
@@ -315,18 +347,21 @@ def learn_effect(
     clusters = None
     if entity_col is not None:
         clusters = data[entity_col].cast(pl.String).rank("dense").to_numpy()[rows].astype(np.int64)
-    stage = fit_final_stage(
-        y_res,
-        t_res,
-        inp,
-        prior,
-        free,
-        clusters=clusters,
-        max_iterations=el.max_iterations,
-        tolerance=el.tolerance,
-    )
-    if not stage.converged:
-        warnings.append(f"the final stage did not converge in {stage.iterations} Gauss-Newton iterations")
+
+    def final(names: Sequence[str]) -> FinalStageFit:
+        return fit_final_stage(y_res, t_res, inp, prior, names, clusters=clusters,
+                               max_iterations=el.max_iterations, tolerance=el.tolerance)  # fmt: skip
+
+    stage = final([BASE])
+    if len(free) > 1:
+        reason = _modifier_refusal(stage, el)
+        if reason is None:
+            stage = final(free)
+            reason = _degenerate(stage, inp, prior, acting, el)
+        if reason is not None:
+            stage = final([BASE])
+            warnings.append(f"{reason}: the modifiers keep their prior values")
+            fixed, free = fixed + free[1:], [BASE]
 
     if binary:
         y1, y0 = y[t == 1.0], y[t == 0.0]
