@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 
 REPLICATES = 100
 ITYPE = "call_frequency_increase"
+ARGS = {"treatment_col": "treated", "outcome_col": "brand_share", "time_col": "month", "entity_col": "hcp_id"}
 
 
 def test_learned_interval_covers_the_truth():
@@ -39,8 +40,7 @@ def test_learned_interval_covers_the_truth():
     for s in range(REPLICATES):
         world = synthetic.hcp_world(800, months=12, seed=1000 + s, with_interventions=True)
         history = history_frame(world)
-        le = learn_effect(history, intervention_type=ITYPE, treatment_col="treated", outcome_col="brand_share",
-                          time_col="month", entity_col="hcp_id", seed=s, config=cfg)  # fmt: skip
+        le = learn_effect(history, intervention_type=ITYPE, seed=s, config=cfg, **ARGS)
         truth = true_base_effect(world, ITYPE, float(history["month_index"].mean()), cfg)
         lo, hi = le.confidence_interval(0.95)
         covered += lo <= truth <= hi
