@@ -50,7 +50,7 @@ def test_naive_difference_is_biased_and_dml_recovers_the_base_effect(confounded,
     att = float(world.truth.realised_effects[rows].mean())
     assert abs(d.naive_difference - att) > 3.0 * d.naive_std_error, (d.naive_difference, att)
     assert d.folds == 3 and d.fold_scheme == "group_kfold" and d.n_clusters > 2000
-    assert 0.0 < d.share_outside < 0.6 and d.treatment_oof_score > 0.6
+    assert 0.0 <= d.share_outside <= 0.1 and d.treatment_oof_score > 0.6
 
 
 def test_learned_then_calibrated_model(tmp_path):
