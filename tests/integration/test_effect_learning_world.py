@@ -100,3 +100,31 @@ def test_learned_then_calibrated_model(tmp_path):
     assert "learned from" in r.effect_provenance
     again = EffectModel.load(both.save(tmp_path / "both.json"))
     assert again.provenance == both.provenance and again.model_id == both.model_id
+
+
+def test_demo_step_prints_priors_learned_calibrated_and_truth():
+    from twinkernel import get_config
+    from twinkernel.cli import DEMO_TRUE_EFFECT_FACTORS
+    from twinkernel.effect_learning.demo import effects_from_history
+
+    text = effects_from_history(
+        history_hcps=20_000,
+        months=6,
+        seed=3,
+        true_effect_factors=DEMO_TRUE_EFFECT_FACTORS,
+        tested_types=("speaker_program_invitation",),
+        config=get_config(),
+    )
+    lines = text.splitlines()
+    assert "DML on 6,000 HCP-months of a 1,000-HCP sample" in lines[0]
+    row = next(line for line in lines if line.startswith("speaker_program_invitation"))
+    cells = row.split()
+    assert cells[1:4] == ["0.120", "±", "0.030"]  # the prior b and its SD
+    learned, true_b = float(cells[5]), float(cells[8])
+    assert abs(learned - true_b) < 3 * float(cells[7])
+    calibrated, true_ate = float(cells[15]), float(cells[18])
+    assert abs(calibrated - true_ate) < abs(float(cells[9]) - true_ate)  # closer than the prior model's ATE
+    assert (
+        "speaker_program_invitation: learned from" in lines[-1]
+        and "+ calibrated from 3 experiments" in lines[-1]
+    )
