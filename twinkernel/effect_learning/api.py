@@ -201,8 +201,8 @@ def _degenerate(
     size = np.abs(m)
     typical = float(np.median(size))
     if typical == 0.0 or float(size.max()) > el.max_modifier_ratio * typical:
-        return (f"the learned modifiers are degenerate (their product reaches {float(size.max()):.3g} against a "
-                f"median {typical:.3g} over the treated rows; effect_learning.max_modifier_ratio "
+        return (f"the learned modifiers are degenerate (their product reaches {float(size.max()):.3g} "
+                f"against a median {typical:.3g} over the treated rows; effect_learning.max_modifier_ratio "
                 f"{el.max_modifier_ratio})")  # fmt: skip
     return None
 
