@@ -259,6 +259,11 @@ class EffectModel:
         for t, le in learned_model.learned.items():
             b0 = self.effects.types[t].base_effect
             b0 = self.overrides.get(t, {}).get("base_effect", b0)
+            if b0 == 0.0:
+                raise ValueError(
+                    f"cannot calibrate {t!r} relative to a prior base effect of 0 (k multiplies it); "
+                    "set a non-zero `base_effect` for it in the configuration"
+                )
             priors[t] = (le.base_effect / b0, le.base_effect_sd / abs(b0))
         # mu_j with the learned modifiers at the prior base effect: k multiplies b(prior), as in the SPEC
         base = replace(learned_model, learned_base=False)
