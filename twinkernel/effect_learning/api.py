@@ -192,18 +192,21 @@ def _degenerate(
     el: EffectLearningConfig,
 ) -> str | None:
     """A full fit that did not converge, or whose modifier product is, somewhere among the treated rows,
-    more than ``max_modifier_ratio`` times its median size (b → 0 with slopes → ∞: a ridge, not an estimate).
-    A product crossing 0 at extreme deciles is a noisy slope, not a degenerate fit, and is kept."""
+    more than ``max_modifier_ratio`` times its median size, or whose median size is that far from the
+    prior modifiers' (b → 0 with slopes → ∞: a ridge, not an estimate). A product crossing 0 at extreme
+    deciles is a noisy slope, not a degenerate fit, and is kept."""
     if not stage.converged:
         return f"the final stage did not converge in {stage.iterations} Gauss-Newton iterations"
     values = dict(zip(stage.names, (float(v) for v in stage.estimates), strict=True))
-    m = tau_and_jacobian(values, [BASE], inp.take(np.flatnonzero(acting)), prior)[1][:, 0]
-    size = np.abs(m)
+    treated = inp.take(np.flatnonzero(acting))
+    size = np.abs(tau_and_jacobian(values, [BASE], treated, prior)[1][:, 0])
     typical = float(np.median(size))
-    if typical == 0.0 or float(size.max()) > el.max_modifier_ratio * typical:
-        return (f"the learned modifiers are degenerate (their product reaches {float(size.max()):.3g} "
-                f"against a median {typical:.3g} over the treated rows; effect_learning.max_modifier_ratio "
-                f"{el.max_modifier_ratio})")  # fmt: skip
+    at_prior = float(np.median(np.abs(tau_and_jacobian({}, [BASE], treated, prior)[1][:, 0])))
+    r = el.max_modifier_ratio
+    if typical == 0.0 or float(size.max()) > r * typical or not at_prior / r <= typical <= r * at_prior:
+        return (f"the learned modifiers are degenerate (their product: median {typical:.3g}, largest "
+                f"{float(size.max()):.3g}, median with the prior modifiers {at_prior:.3g}, over the treated "
+                f"rows; effect_learning.max_modifier_ratio {r})")  # fmt: skip
     return None
 
 
