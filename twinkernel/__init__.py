@@ -46,6 +46,8 @@ _EXPORTS: dict[str, str] = {
     "SimulationStatus": ".models",
     "TwinType": ".models",
     "EffectModel": ".effect_model",
+    "EffectLearningError": ".effect_learning",
+    "LearnedEffect": ".effect_learning",
     "FidelityTracker": ".fidelity_tracker",
     "TwinRetrainingService": ".retraining_service",
     "TwinPopulation": ".population",
@@ -63,6 +65,7 @@ __all__ = [
     "Constraint",
     "DigitalTwin",
     "EffectHeterogeneity",
+    "EffectLearningError",
     "EffectModel",
     "ExperimentResult",
     "FidelityGrade",
@@ -70,6 +73,7 @@ __all__ = [
     "FidelityTracker",
     "InterventionConfig",
     "InterventionType",
+    "LearnedEffect",
     "PopulationFilter",
     "QualityReport",
     "SimulationCache",
@@ -98,6 +102,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from . import synthetic
     from .bootstrap import BootstrapResult, BootstrapWarning, bootstrap_ci
     from .config import ConfigError, TwinkernelConfig, get_config, load_config
+    from .effect_learning import EffectLearningError, LearnedEffect
     from .effect_model import EffectModel
     from .fidelity_tracker import FidelityTracker
     from .models import (

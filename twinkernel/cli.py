@@ -6,6 +6,8 @@ intervention types on it, printing one table. Then the learning loop: real (synt
 types are validated against the predictions, which triggers a retraining job; a worker runs it (refit and
 recalibration, promoted only when leave-one-experiment-out fidelity improves) and the six are simulated
 again, printing fidelity before and after and how each recommendation changed (``--no-loop`` skips it).
+Last, effects are learned from the world's confounded history (double ML) and calibrated with experiments,
+printed beside the truth (not in ``--json`` output).
 
 Exit codes: 0 when every simulation completed, 1 when one FAILED (the table says which and why), 2 for
 bad input (a one-line message naming the option or file and the rule, never a traceback), 130 on
@@ -424,6 +426,8 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
         print(file=out)
         print(format_loop(outcome), file=out)
         code = max(code, exit_code(outcome.after))
+        print(file=out)
+        print(_effects_from_history(args, config, progress), file=out)
     _print_timings(progress, err)
     return code
 
@@ -431,6 +435,15 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
 def _print_timings(progress: _Progress, err: TextIO) -> None:
     if not progress.quiet:
         print(f"timings: {progress.summary()}", file=err)
+
+
+def _effects_from_history(args: argparse.Namespace, config: TwinkernelConfig, progress: _Progress) -> str:
+    """The demo's last step: effects learned from the world's history, then calibrated (issue 11)."""
+    from .effect_learning.demo import effects_from_history
+
+    return effects_from_history(history_hcps=args.history_hcps, months=args.months, seed=args.seed,
+                                true_effect_factors=DEMO_TRUE_EFFECT_FACTORS, tested_types=DEMO_TESTED_TYPES,
+                                config=config, progress=progress)  # fmt: skip
 
 
 def report_results(results: Sequence[SimulationResult], as_json: bool, out: TextIO, err: TextIO) -> int:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .config_performance import PerformanceConfig
 from .config_sweep import SweepConfig
 from .config_timeout import TimeoutConfig
+from .config_effect_learning import EffectLearningConfig
 
 __all__ = ["BootstrapConfig", "CalibrationConfig", "ConfigError", "TwinkernelConfig", "default_config_path",
            "get_config", "load_config"]  # fmt: skip
@@ -431,7 +432,6 @@ class AutoRetrainingConfig(_Section):
     job_lease_seconds: float = Field(gt=0.0, le=7 * 24 * 3600)
 
 
-# --- calibration (learning from real experiments) ---------------------------------------------------------
 class CalibrationConfig(_Section):
     """Random-effects calibration of the effect model from real experiments (see ``docs/calibration.md``)."""
 
@@ -457,6 +457,7 @@ class TwinkernelConfig(_Section):
     simulation_cache: SimulationCacheSection
     auto_retraining: AutoRetrainingConfig
     calibration: CalibrationConfig
+    effect_learning: EffectLearningConfig
     observability: ObservabilityConfig
     performance: PerformanceConfig | None = None  # only the performance tests read it
     source: str | None = Field(default=None, exclude=True)

@@ -25,7 +25,7 @@ import polars as pl
 from ..config import TwinGenerationConfig, TwinkernelConfig, get_config
 from ..models import TwinType
 from ..population import TWIN_FEATURE_COLUMNS, TwinPopulation
-from . import leakage, outcome, persistence, quality
+from . import effects, leakage, outcome, persistence, quality
 from ._common import as_polars, require_columns
 from ._settings import with_overrides as _with_overrides
 from .constraints import column_from_latent, draw_latent, plan_constraints
@@ -151,6 +151,7 @@ chunk_size, leakage_tolerance, sklearn_threads
         self.chol: np.ndarray | None = None
         self.trees: CompiledTrees | None = None
         self.components: tuple[MixtureComponent, ...] = ()
+        self.effect_model: Any = None  # an EffectModel when train(effect_types=...) learned effects
 
     @property
     def is_trained(self) -> bool:
@@ -177,6 +178,7 @@ chunk_size, leakage_tolerance, sklearn_threads
         allow_strong_features: Sequence[str] = (),
         allow_missing_timestamps: bool = False,
         track: Any = None,
+        effect_types: Sequence[str] | str = (),
     ) -> TwinModelMetrics:
         """Fit the outcome model and the copula on training rows only.
 
@@ -223,6 +225,8 @@ chunk_size, leakage_tolerance, sklearn_threads
             ``False``: no tracking. A :class:`~twinkernel.lineage.LineageTracker`: that tracker. The run, the
             registered model version and the ``champion`` alias are kept in :attr:`lineage`; an
             unreachable tracking server is warned about once and never fails training.
+        effect_types
+            Types whose effects are learned from this history too (:attr:`effect_model`, docs/effects.md).
 
         Returns
         -------
@@ -366,6 +370,7 @@ chunk_size, leakage_tolerance, sklearn_threads
             warnings=notes,
             feature_association=associations,
         )
+        self.effect_model = effects.learn_effects(self, frame, effect_types, time_col, cutoff, entity_col)
         self._track(track, frame)
         return self.metrics
 
