@@ -14,10 +14,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .config_effect_learning import EffectLearningConfig
 from .config_performance import PerformanceConfig
 from .config_sweep import SweepConfig
 from .config_timeout import TimeoutConfig
-from .config_effect_learning import EffectLearningConfig
 
 __all__ = ["BootstrapConfig", "CalibrationConfig", "ConfigError", "TwinkernelConfig", "default_config_path",
            "get_config", "load_config"]  # fmt: skip
