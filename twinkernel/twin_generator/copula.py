@@ -171,6 +171,50 @@ def fit_latent_correlation(
     return nearest_correlation(r, numerics.min_eigenvalue)
 
 
+def latent_scores_correlation(
+    marginals: Sequence[ColumnMarginal], encoded: np.ndarray, numerics: CopulaNumerics
+) -> np.ndarray:
+    """Latent correlations that undo the attenuation of discrete columns, from normal scores.
+
+    Continuous pairs: the Pearson correlation of their normal scores. A discrete column ``Y = g(Z1)`` (level
+    thresholds on a latent normal) against the normal score ``S`` of a continuous one (the polyserial
+    correlation): Stein's identity gives ``Cov(Y, S) = rho * sum_k jump_k phi(tau_k)``, solved for ``rho``.
+    Two discrete columns (the polychoric correlation): ``rho`` whose implied Pearson correlation of the
+    encoded values equals the data's (bivariate-normal orthant probabilities, :func:`calibrate_rho`).
+    Without this a near-deterministic step (a tier from a decile) is blurred: the plain correlation of
+    tied normal scores is smaller than the latent one. Repaired to be positive definite.
+    """
+    from scipy.stats import rankdata
+
+    d = len(marginals)
+    n = encoded.shape[0]
+    scores = special.ndtri(rankdata(encoded, axis=0) / (n + 1.0))
+    r = pearson(scores)
+    values = pearson(encoded)
+    sd = encoded.std(axis=0)
+    discrete = [j for j, m in enumerate(marginals) if m.is_discrete]
+    moments = {marginals[j].name: marginal_moments(marginals[j], numerics.quadrature_nodes) for j in discrete}
+    limit = numerics.rho_limit
+    for j in discrete:
+        tau, jump = _jumps(marginals[j])
+        slope = float(np.dot(jump, np.exp(-0.5 * tau * tau))) / math.sqrt(2.0 * math.pi)
+        for i in range(d):
+            if i == j or (marginals[i].is_discrete and i < j):
+                continue
+            if marginals[i].is_discrete:
+                rho = calibrate_rho(marginals[j], marginals[i], values[j, i], moments, numerics)
+            else:
+                s_score = scores[:, i] - scores[:, i].mean()
+                s_sd = float(s_score.std())
+                if slope <= 0.0 or sd[j] == 0.0 or s_sd == 0.0:
+                    rho = 0.0
+                else:  # Cov(Y, S) per unit sd of S
+                    cov = float(np.dot(encoded[:, j] - encoded[:, j].mean(), s_score)) / n / s_sd
+                    rho = float(np.clip(cov / slope, -limit, limit))
+            r[i, j] = r[j, i] = rho
+    return nearest_correlation(r, numerics.min_eigenvalue)
+
+
 def conditional(r: np.ndarray, j: int, known: Sequence[int], z: np.ndarray) -> tuple[np.ndarray, float]:
     """Mean (per row) and sd of latent column ``j`` given the columns ``known`` (the rest marginalised)."""
     if not known:
