@@ -54,9 +54,7 @@ class MixtureComponent(FrozenResult):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "marginals", tuple(self.marginals))
-        orders = tuple(
-            None if o is None else readonly(o, np.int64) for o in self.level_orders
-        )
+        orders = tuple(None if o is None else readonly(o, np.int64) for o in self.level_orders)
         object.__setattr__(self, "level_orders", orders or (None,) * len(self.marginals))
         object.__setattr__(self, "latent_correlation", readonly(self.latent_correlation))
         object.__setattr__(self, "_chol", readonly(np.linalg.cholesky(self.latent_correlation)))
