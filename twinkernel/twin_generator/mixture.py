@@ -4,10 +4,13 @@ One Gaussian copula puts every category on one latent axis in level order, so de
 category (specialty, region) and step functions (tier from decile) are mostly lost. Here the training rows
 are split into ``synthesis.components`` clusters (seeded k-means on rank normal scores of numeric columns
 and one-hot categories), clusters under ``synthesis.min_component_rows`` rows are merged into the nearest
-larger one, and each cluster gets its own marginals (level frequencies; quantile functions on a grid of one
-point per row, so tails never reach past the cluster's own observed values) and its own latent correlation
-(normal scores). A twin first draws its component (counter RNG, stream ``STREAM_GENERATOR + 2``) and then its
-columns from that component's copula; its draws depend only on ``(seed, twin index)``.
+larger one, and each cluster gets its own marginals (level frequencies; quantile functions through the
+cluster's values, each at the middle of its probability cell, so tails never reach past the cluster's own
+observed values) and its own latent correlation (normal scores; polyserial / polychoric for discrete
+columns with ``synthesis.component_correlation``). Label levels are ordered per cluster along their leading
+principal axis (``synthesis.order_levels``). A twin first draws its component (counter RNG, stream
+``STREAM_GENERATOR + 2``) and then its columns from that component's copula; its draws depend only on
+``(seed, twin index)``.
 
 Constraints: every component's plan is resolved against its own marginals and the component weights are
 conditioned on the constraints (``P(k | C) ∝ w_k P_k(C)``): exact for one constrained column; for several,
@@ -174,8 +177,8 @@ def _level_order(marginals: Sequence[ColumnMarginal], rows: np.ndarray, j: int) 
     if present.sum() <= 2 or not others:
         return None
     scores = special.ndtri(rankdata(rows[:, others], axis=0) / (rows.shape[0] + 1.0))
-    means = np.stack([np.bincount(codes, scores[:, c], minlength=counts.size) for c in range(len(others))], 1)
-    means = means[present] / counts[present, None]
+    sums = np.stack([np.bincount(codes, scores[:, c], minlength=counts.size) for c in range(len(others))], 1)
+    means = sums[present] / counts[present, None]
     centred = (means - counts[present] @ means / counts.sum()) * np.sqrt(counts[present])[:, None]
     direction = np.linalg.svd(centred, full_matrices=False)[2][0]
     position = np.full(counts.size, np.inf)
