@@ -181,6 +181,8 @@ def _level_order(marginals: Sequence[ColumnMarginal], rows: np.ndarray, j: int) 
     means = sums[present] / counts[present, None]
     centred = (means - counts[present] @ means / counts.sum()) * np.sqrt(counts[present])[:, None]
     direction = np.linalg.svd(centred, full_matrices=False)[2][0]
+    # one sign whatever LAPACK returns: the largest entry positive
+    direction = direction * np.sign(direction[np.argmax(np.abs(direction))])
     position = np.full(counts.size, np.inf)
     position[present] = means @ direction
     return np.argsort(position, kind="stable")
