@@ -56,10 +56,8 @@ def test_done_when_on_the_built_in_hcp_world():
     assert gen.n_training_rows == 16_000
     reps = _reports(gen, frame, seeds=(2, 7))
     print(_line("HCP world", reps))
-    aucs = [r.detection_auc for r in reps]
-    assert float(np.mean(aucs)) <= AUC_TARGET, aucs
-    assert max(aucs) <= AUC_TARGET + 0.01, aucs
     for r in reps:
+        assert r.detection_auc <= AUC_TARGET
         assert r.max_cramers_v_difference <= 0.05
         assert r.holdout_exact_copy_rate is not None
         assert r.exact_copy_rate <= r.holdout_exact_copy_rate + COPY_MARGIN
