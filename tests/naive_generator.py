@@ -88,6 +88,33 @@ def per_twin_generate(gen: TwinGenerator, n: int, seed: int = 0) -> list[dict[st
     return twins
 
 
+def naive_level_order(codes: np.ndarray, others: np.ndarray, n_levels: int) -> np.ndarray:
+    """Levels sorted by their mean normal scores projected on the leading eigenvector of the count-weighted
+    between-level covariance (loops and ``eigh``; the mixture uses an SVD). Absent levels go last."""
+    from scipy import special
+    from scipy.stats import rankdata
+
+    n, p = others.shape
+    scores = np.empty((n, p))
+    for c in range(p):
+        scores[:, c] = special.ndtri(rankdata(others[:, c]) / (n + 1.0))
+    counts = np.zeros(n_levels)
+    sums = np.zeros((n_levels, p))
+    for i in range(n):
+        counts[codes[i]] += 1
+        sums[codes[i]] += scores[i]
+    present = [k for k in range(n_levels) if counts[k] > 0]
+    means = {k: sums[k] / counts[k] for k in present}
+    grand = sum(counts[k] * means[k] for k in present) / n
+    between = np.zeros((p, p))
+    for k in present:
+        dev = means[k] - grand
+        between += counts[k] * np.outer(dev, dev)
+    direction = np.linalg.eigh(between)[1][:, -1]
+    position = [float(means[k] @ direction) if k in means else np.inf for k in range(n_levels)]
+    return np.argsort(position, kind="stable")
+
+
 SPECIALTIES = ("cardiology", "dermatology", "oncology", "primary_care", "rheumatology")
 REGIONS = ("midwest", "northeast", "south", "west")
 
@@ -122,3 +149,81 @@ def designed_frame(n: int, seed: int) -> Any:
             "brand_share": y,
         }
     )
+
+
+DIAGNOSES = tuple(f"dx_{k:02d}" for k in range(24))
+PAYERS = ("commercial", "medicaid", "medicare", "uninsured")
+
+
+def patient_frame(n: int, seed: int) -> Any:
+    """Patient-level data shaped unlike :func:`designed_frame`, for the synthesis's "data you did not design
+    for" check (issue 12): nobody tuned the synthesis on it.
+
+    * ``age``: integer, bimodal (young adults and the elderly);
+    * ``diagnosis``: 24 nominal levels with Zipf-like frequencies; a diagnosis group sets the lab value's
+      level and the comorbidity rate, not in code order;
+    * ``payer``: ``medicare`` exactly from age 65, otherwise commercial / medicaid / uninsured by age;
+    * ``comorbidities``: a Poisson count with few distinct values, growing with age;
+    * ``er_visits``: zero-inflated negative binomial, more with comorbidities;
+    * ``lab_value``: bimodal by diagnosis group; ``adherence``: a share with a point mass at 1;
+    * ``days_since_diagnosis``: exponential (heavy right tail); ``annual_cost``: lognormal, a product of
+      the comorbidity count and a payer factor;
+    * target ``next_year_cost_index``: a nonlinear function of all of them plus noise.
+    """
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    old = rng.random(n) < 0.45
+    age = np.where(old, rng.normal(72.0, 7.0, n), rng.normal(34.0, 9.0, n))
+    age = np.clip(np.rint(age), 18, 95).astype(np.int64)
+    zipf = 1.0 / np.arange(1, len(DIAGNOSES) + 1) ** 0.9
+    dx = rng.permutation(len(DIAGNOSES))[rng.choice(len(DIAGNOSES), n, p=zipf / zipf.sum())]
+    group = (dx * 7) % 3  # three groups scattered over the codes
+    comorb = rng.poisson(0.3 + 0.035 * np.maximum(age - 30, 0) + np.array([0.0, 0.8, 0.3])[group])
+    comorb = np.minimum(comorb, 9).astype(np.int64)
+    young_payer = rng.choice([0, 1, 3], n, p=[0.62, 0.26, 0.12])
+    payer = np.where(age >= 65, 2, young_payer)
+    active = rng.random(n) > 0.62
+    er = np.where(active, rng.negative_binomial(2, 2.0 / (2.0 + 0.8 + 0.6 * comorb)), 0).astype(np.int64)
+    lab = rng.normal(np.array([5.4, 8.1, 6.6])[group] + 0.15 * comorb, np.array([0.4, 0.9, 0.6])[group])
+    adherence = np.clip(rng.beta(5, 1.5, n) + 0.02 * (payer == 0), 0.0, 1.0)
+    adherence[rng.random(n) < 0.18] = 1.0
+    days = np.rint(rng.exponential(420.0, n) + 1).astype(np.int64)
+    cost = np.exp(rng.normal(7.5, 0.8, n)) * (1 + comorb) * np.array([1.0, 0.7, 1.3, 0.5])[payer]
+    y = (
+        0.4 * np.log1p(cost)
+        + 0.3 * er
+        + 0.25 * np.where(group == 1, lab - 7.0, 0.0)
+        - 0.8 * adherence
+        + 0.002 * age
+        + rng.normal(0, 0.3, n)
+    )
+    return pl.DataFrame(
+        {
+            "patient_id": np.arange(n, dtype=np.int64),
+            "age": age,
+            "diagnosis": pl.Series([DIAGNOSES[k] for k in dx], dtype=pl.String),
+            "payer": pl.Series([PAYERS[k] for k in payer], dtype=pl.Enum(list(PAYERS))),
+            "comorbidities": comorb,
+            "er_visits": er,
+            "lab_value": lab,
+            "adherence": adherence,
+            "days_since_diagnosis": days,
+            "annual_cost": cost,
+            "next_year_cost_index": y,
+        }
+    )
+
+
+def sklearn_frame(name: str) -> tuple[Any, str]:
+    """One of scikit-learn's bundled real datasets (no download) as a frame, with its target column:
+    ``breast_cancer`` (569 tumours, 30 measurements, target 0/1 benign) or ``diabetes`` (442 patients, 10
+    baseline variables, target disease progression)."""
+    import polars as pl
+    from sklearn import datasets
+
+    loader = {"breast_cancer": datasets.load_breast_cancer, "diabetes": datasets.load_diabetes}[name]
+    bunch = loader(scaled=False) if name == "diabetes" else loader()
+    names = [str(c).replace(" ", "_") for c in bunch.feature_names]
+    frame = pl.DataFrame(np.asarray(bunch.data, dtype=np.float64), schema=names, orient="row")
+    return frame.with_columns(pl.Series("target", np.asarray(bunch.target, dtype=np.float64))), "target"

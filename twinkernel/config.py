@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .config_effect_learning import EffectLearningConfig
 from .config_performance import PerformanceConfig
 from .config_sweep import SweepConfig
+from .config_synthesis import SynthesisConfig
 from .config_timeout import TimeoutConfig
 
 __all__ = ["BootstrapConfig", "CalibrationConfig", "ConfigError", "TwinkernelConfig", "default_config_path",
@@ -129,18 +130,6 @@ class GeneratorFidelityConfig(_Section):
     worst_pairs: int = Field(ge=1, le=1000)
     detection: DetectionConfig
     privacy: PrivacyConfig
-
-
-class SynthesisConfig(_Section):
-    """How twins are synthesised (twin_generator/mixture.py): one copula or a mixture of copulas."""
-
-    method: Literal["mixture", "copula"]
-    components: int = Field(ge=1, le=10_000)
-    min_component_rows: int = Field(ge=10)
-    category_weight: float = Field(gt=0.0, le=100.0)
-    onehot_max_levels: int = Field(ge=0, le=1000)
-    kmeans_max_iter: int = Field(ge=1, le=10_000)
-    constraint_mc_draws: int = Field(ge=100, le=10_000_000)
 
 
 class TwinGenerationConfig(_Section):

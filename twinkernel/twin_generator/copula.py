@@ -171,6 +171,66 @@ def fit_latent_correlation(
     return nearest_correlation(r, numerics.min_eigenvalue)
 
 
+def latent_scores_correlation(
+    marginals: Sequence[ColumnMarginal], encoded: np.ndarray, numerics: CopulaNumerics
+) -> np.ndarray:
+    """Latent correlations that undo the attenuation of discrete columns, from normal scores.
+
+    Continuous pairs: the Pearson correlation of their normal scores. A discrete column ``Y = g(Z1)`` (level
+    thresholds on a latent normal) against the normal score ``S`` of a continuous one (the polyserial
+    correlation): Stein's identity gives ``Cov(Y, S) = rho * sum_k jump_k phi(tau_k)``, solved for ``rho``.
+    Two discrete columns (the polychoric correlation): ``rho`` whose implied Pearson correlation of the
+    encoded values equals the data's (bivariate-normal orthant probabilities, solved by brentq).
+    Without this a near-deterministic step (a tier from a decile) is blurred: the plain correlation of
+    tied normal scores is smaller than the latent one. Repaired to be positive definite.
+    """
+    from scipy.stats import rankdata
+
+    d = len(marginals)
+    n = encoded.shape[0]
+    scores = special.ndtri(rankdata(encoded, axis=0) / (n + 1.0))
+    r = pearson(scores)
+    values = pearson(encoded)
+    sd = encoded.std(axis=0)
+    discrete = [j for j, m in enumerate(marginals) if m.is_discrete and sd[j] > 0.0]
+    steps = {j: _jumps(marginals[j]) for j in discrete}
+    for j in discrete:
+        tau, jump = steps[j]
+        slope = float(np.dot(jump, np.exp(-0.5 * tau * tau))) / math.sqrt(2.0 * math.pi)
+        for i in range(d):
+            if i == j or sd[i] == 0.0 or (i in steps and i < j):
+                continue
+            if i in steps:
+                rho = _polychoric(steps[j], steps[i], values[j, i] * sd[j] * sd[i], numerics)
+            else:
+                s_score = scores[:, i] - scores[:, i].mean()
+                # Cov(Y, S) per unit sd of S, over the slope
+                cov = float(np.dot(encoded[:, j] - encoded[:, j].mean(), s_score)) / n / float(s_score.std())
+                rho = float(np.clip(cov / slope, -numerics.rho_limit, numerics.rho_limit))
+            r[i, j] = r[j, i] = rho
+    return nearest_correlation(r, numerics.min_eigenvalue)
+
+
+def _polychoric(
+    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], cov: float, numerics: CopulaNumerics
+) -> float:
+    """Latent correlation of two discrete columns (thresholds and jumps of each) whose implied covariance
+    of the encoded values is ``cov`` (the discrete-discrete case of :func:`model_covariance`)."""
+    (ta, ja), (tb, jb) = a, b
+    indep = special.ndtr(-ta)[:, None] * special.ndtr(-tb)[None, :]
+
+    def implied(rho: float) -> float:
+        return float(ja @ (phi2(-ta[:, None], -tb[None, :], rho) - indep) @ jb) - cov
+
+    limit = numerics.rho_limit
+    lo, hi = implied(-limit), implied(limit)
+    if lo >= 0.0:
+        return -limit
+    if hi <= 0.0:
+        return limit
+    return float(optimize.brentq(implied, -limit, limit, xtol=numerics.rho_tolerance))
+
+
 def conditional(r: np.ndarray, j: int, known: Sequence[int], z: np.ndarray) -> tuple[np.ndarray, float]:
     """Mean (per row) and sd of latent column ``j`` given the columns ``known`` (the rest marginalised)."""
     if not known:

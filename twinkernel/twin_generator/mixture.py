@@ -4,10 +4,13 @@ One Gaussian copula puts every category on one latent axis in level order, so de
 category (specialty, region) and step functions (tier from decile) are mostly lost. Here the training rows
 are split into ``synthesis.components`` clusters (seeded k-means on rank normal scores of numeric columns
 and one-hot categories), clusters under ``synthesis.min_component_rows`` rows are merged into the nearest
-larger one, and each cluster gets its own marginals (level frequencies; quantile functions on a grid of one
-point per row, so tails never reach past the cluster's own observed values) and its own latent correlation
-(normal scores). A twin first draws its component (counter RNG, stream ``STREAM_GENERATOR + 2``) and then its
-columns from that component's copula; its draws depend only on ``(seed, twin index)``.
+larger one, and each cluster gets its own marginals (level frequencies; quantile functions through the
+cluster's values, each at the middle of its probability cell, so tails never reach past the cluster's own
+observed values) and its own latent correlation (normal scores; polyserial / polychoric for discrete
+columns with ``synthesis.component_correlation``). Label levels are ordered per cluster along their leading
+principal axis (``synthesis.order_levels``). A twin first draws its component (counter RNG, stream
+``STREAM_GENERATOR + 2``) and then its columns from that component's copula; its draws depend only on
+``(seed, twin index)``.
 
 Constraints: every component's plan is resolved against its own marginals and the component weights are
 conditioned on the constraints (``P(k | C) ∝ w_k P_k(C)``): exact for one constrained column; for several,
@@ -35,7 +38,7 @@ from ..kernels.copula import correlated_normals, counter_uniforms
 from ..kernels.synthesis import mixture_normals
 from ._common import FrozenResult, readonly
 from .constraints import STREAM_LATENT, Plan, column_from_latent, draw_latent, plan_constraints
-from .copula import fit_latent_correlation
+from .copula import fit_latent_correlation, latent_scores_correlation
 from .marginals import ColumnMarginal, code_of, discrete_marginal
 
 STREAM_COMPONENT = STREAM_GENERATOR + 2
@@ -50,9 +53,12 @@ class MixtureComponent(FrozenResult):
     n_rows: int
     marginals: tuple[ColumnMarginal, ...]
     latent_correlation: np.ndarray = field(repr=False)
+    level_orders: tuple[np.ndarray | None, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "marginals", tuple(self.marginals))
+        orders = tuple(None if o is None else readonly(o, np.int64) for o in self.level_orders)
+        object.__setattr__(self, "level_orders", orders or (None,) * len(self.marginals))
         object.__setattr__(self, "latent_correlation", readonly(self.latent_correlation))
         object.__setattr__(self, "_chol", readonly(np.linalg.cholesky(self.latent_correlation)))
 
@@ -67,6 +73,7 @@ class MixtureComponent(FrozenResult):
             "n_rows": self.n_rows,
             "marginals": [m.to_dict() for m in self.marginals],
             "latent_correlation": self.latent_correlation.tolist(),
+            "level_orders": [None if o is None else o.tolist() for o in self.level_orders],
         }
 
     @classmethod
@@ -76,6 +83,7 @@ class MixtureComponent(FrozenResult):
             n_rows=int(d["n_rows"]),
             marginals=tuple(ColumnMarginal.from_dict(m) for m in d["marginals"]),
             latent_correlation=np.asarray(d["latent_correlation"], dtype=np.float64),
+            level_orders=tuple(None if o is None else np.asarray(o) for o in d.get("level_orders", ())),
         )
 
 
@@ -127,21 +135,57 @@ def _assign(features: np.ndarray, sc: SynthesisConfig, seed: int, threads: int |
     return labels.astype(np.int64)
 
 
-def _component_marginal(mg: ColumnMarginal, x: np.ndarray) -> ColumnMarginal:
-    """The global marginal's shape (same levels) refitted to one cluster's encoded values."""
+def _component_marginal(mg: ColumnMarginal, x: np.ndarray, order: np.ndarray | None) -> ColumnMarginal:
+    """The global marginal's shape (same levels, in ``order`` when given) refitted to one cluster's encoded
+    values (local level codes for a reordered column)."""
     if mg.is_discrete:
         counts = np.bincount(code_of(x, mg), minlength=len(mg.levels))[: len(mg.levels)].astype(np.float64)
-        return discrete_marginal(mg.name, mg.kind, mg.dtype, mg.levels, counts)
-    grid = np.linspace(0.0, 1.0, max(x.size, 2))
+        levels = mg.levels if order is None else tuple(mg.levels[i] for i in order)
+        return discrete_marginal(mg.name, mg.kind, mg.dtype, levels, counts)
+    # the i-th smallest value sits at the middle of its probability cell, (i + 1/2) / n, and the end cells
+    # are flat: each value keeps its empirical weight 1/n (a linear quantile function from the minimum at 0
+    # to the maximum at 1 gives the top value a third of it and shrinks a heavy tail's SD)
+    xs = np.sort(x)
+    grid = np.concatenate([[0.0], (np.arange(xs.size) + 0.5) / xs.size, [1.0]])
     return ColumnMarginal(
         name=mg.name,
         kind="continuous",
         dtype=mg.dtype,
         grid=grid,
-        quantiles=np.quantile(x, grid),
+        quantiles=np.concatenate([xs[:1], xs, xs[-1:]]),
         integer=mg.integer,
         fill_value=mg.fill_value,
     )
+
+
+def _level_order(marginals: Sequence[ColumnMarginal], rows: np.ndarray, j: int) -> np.ndarray | None:
+    """Order of a label column's levels along the leading principal axis of its level means.
+
+    A copula puts a label column on one latent axis, so only dependence that is monotone in the level order
+    survives. Within one cluster the levels are sorted by the projection of each level's mean normal scores
+    of the other numeric and boolean columns onto their leading (count-weighted) principal direction: the
+    order in which the largest share of the between-level differences is monotone. ``None`` (keep the
+    order) with at most two levels present, where the order cannot matter, or no numeric column.
+    """
+    from scipy.stats import rankdata
+
+    mg = marginals[j]
+    others = [i for i, m in enumerate(marginals) if i != j and m.kind != "categorical"]
+    codes = rows[:, j].astype(np.int64)
+    counts = np.bincount(codes, minlength=len(mg.levels)).astype(np.float64)
+    present = counts > 0
+    if present.sum() <= 2 or not others:
+        return None
+    scores = special.ndtri(rankdata(rows[:, others], axis=0) / (rows.shape[0] + 1.0))
+    sums = np.stack([np.bincount(codes, scores[:, c], minlength=counts.size) for c in range(len(others))], 1)
+    means = sums[present] / counts[present, None]
+    centred = (means - counts[present] @ means / counts.sum()) * np.sqrt(counts[present])[:, None]
+    direction = np.linalg.svd(centred, full_matrices=False)[2][0]
+    # one sign whatever LAPACK returns: the largest entry positive
+    direction = direction * np.sign(direction[np.argmax(np.abs(direction))])
+    position = np.full(counts.size, np.inf)
+    position[present] = means @ direction
+    return np.argsort(position, kind="stable")
 
 
 def fit_mixture(
@@ -154,9 +198,23 @@ def fit_mixture(
     out = []
     for k in range(int(labels.max()) + 1):
         rows = encoded[labels == k]
-        comp_marginals = tuple(_component_marginal(mg, rows[:, j]) for j, mg in enumerate(marginals))
-        corr = fit_latent_correlation(comp_marginals, rows, "normal_scores", tg.copula)
-        out.append(MixtureComponent(rows.shape[0] / n, rows.shape[0], comp_marginals, corr))
+        orders: list[np.ndarray | None] = [None] * len(marginals)
+        if sc.order_levels:
+            local = rows.copy()
+            for j, mg in enumerate(marginals):
+                if mg.kind == "categorical":
+                    orders[j] = order = _level_order(marginals, rows, j)
+                    if order is not None:  # global code -> position in the component's order
+                        local[:, j] = np.argsort(order)[rows[:, j].astype(np.int64)]
+            rows = local
+        comp_marginals = tuple(
+            _component_marginal(mg, rows[:, j], orders[j]) for j, mg in enumerate(marginals)
+        )
+        if sc.component_correlation == "polyserial":
+            corr = latent_scores_correlation(comp_marginals, rows, tg.copula)
+        else:
+            corr = fit_latent_correlation(comp_marginals, rows, "normal_scores", tg.copula)
+        out.append(MixtureComponent(rows.shape[0] / n, rows.shape[0], comp_marginals, corr, tuple(orders)))
     return tuple(out)
 
 
@@ -260,6 +318,10 @@ def draw_chunk(
             z = draw_latent(0, local.size, plan, seed, c.latent_correlation, c.chol, gibbs_sweeps, rows=rows)
         for j, mg in enumerate(c.marginals):
             st, val = column_from_latent(mg, j, z[:, j], plan)
+            level_order = c.level_orders[j]
+            if level_order is not None:  # the component's level order back to the global codes
+                st = level_order[st]
+                val = st.astype(np.float64)
             stored[j][local] = st
             values[j][local] = val
     return stored, values
