@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .config_frame import FrameEncodingConfig
+
 __all__ = ["BootstrapConfig", "CalibrationConfig", "ConfigError", "TwinkernelConfig", "default_config_path",
            "get_config", "load_config"]  # fmt: skip
 
@@ -296,6 +298,7 @@ class SimulationConfig(_Section):
     known_channels: tuple[str, ...] = Field(min_length=1)
     missing_value_defaults: MissingValueDefaults
     population_checks: PopulationChecksConfig
+    frame_encoding: FrameEncodingConfig
     intervention_effects: InterventionEffectsConfig
     recommendations: RecommendationConfig
 
@@ -555,8 +558,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> TwinkernelConfig:
     Parameters
     ----------
     path
-        YAML file to read. ``None`` reads ``$TWINKERNEL_CONFIG`` if set, else the packaged
-        ``config/digital_twin_config.yaml``.
+        YAML file to read; ``None``: ``$TWINKERNEL_CONFIG`` if set, else ``config/digital_twin_config.yaml``.
 
     Raises
     ------

@@ -13,7 +13,8 @@ plus what was found, or raises ``ValueError`` naming the column, the rule and an
 - ``baseline_outcome``, which no kernel clamps, treats NaN, ±inf and values beyond
   ``simulation.population_checks.max_abs_value`` as missing (counted and defaulted); the features the
   kernels clamp to 0..1 keep ±inf (clamped and counted there) and treat NaN as missing;
-- ``twin_id`` must be unique and not null; its stable 64-bit key is computed here (see ``kernels._rng``).
+- ``twin_id`` must be unique and not null; its stable 64-bit key is computed here (see ``kernels._rng``)
+  and checked for duplicates first (the ids themselves are compared only when two keys are equal).
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from .population_encode import keys_are_unique, string_dictionary, string_records
+
 if TYPE_CHECKING:
+    from .config_frame import FrameEncodingConfig
     from .models import InterventionConfig, PopulationFilter
     from .population import KernelColumns
 
@@ -62,16 +66,23 @@ def _enum_labels(s: pl.Series) -> tuple[str, ...]:
 
 
 def _encode_category(
-    s: pl.Series, default: str, forced: Sequence[str] | None = None, normalise: bool = False
+    s: pl.Series,
+    default: str,
+    forced: Sequence[str] | None = None,
+    normalise: bool = False,
+    encoding: FrameEncodingConfig | None = None,
 ) -> pl.Series:
     """Encode a column as a polars Enum without materialising per-row strings; nulls take ``default``.
 
     Only the distinct labels are handled in Python: rows are mapped through a small code lookup. With
     ``forced`` the categories are fixed (stable codes across frames) and any label outside them becomes
     ``"other"``; ``normalise`` strips and lower-cases labels before matching. Otherwise the categories are
-    the sorted distinct labels (plus ``default`` when there are nulls).
+    the sorted distinct labels (plus ``default`` when there are nulls). With ``encoding``, a string column
+    is numbered by the dictionary kernels (:func:`~twinkernel.population_encode.string_dictionary`) when it
+    has few distinct values; the codes are the same as Polars' path gives.
     """
     has_nulls = s.null_count() > 0
+    fast = None
     if s.dtype == pl.Enum and forced is None and not has_nulls:
         categories = s.dtype.categories.to_list()  # type: ignore[attr-defined]
         if categories == sorted(categories) and s.to_physical().n_unique() == len(categories):
@@ -90,8 +101,12 @@ def _encode_category(
         # Every other flavour (String, Categorical, pandas category or object) goes through its string
         # labels, so equal values give equal codes and labels whatever the input type.
         strings = s if s.dtype == pl.String else s.cast(pl.String)
-        labels = strings.drop_nulls().unique().sort().to_list()
-        physical = strings.replace_strict(labels, list(range(len(labels))), return_dtype=pl.UInt32)
+        fast = None if encoding is None or s.len() == 0 else string_dictionary(strings, encoding)
+        if fast is not None:
+            labels = sorted(fast[0])
+        else:
+            labels = strings.drop_nulls().unique().sort().to_list()
+            physical = strings.replace_strict(labels, list(range(len(labels))), return_dtype=pl.UInt32)
     if forced is not None:
         target = list(forced)
         index = {t: i for i, t in enumerate(target)}
@@ -103,7 +118,12 @@ def _encode_category(
         lut = [index[lab] for lab in labels]
     dtype = np.uint8 if len(target) <= 256 else np.uint32
     table = np.asarray([*lut, target.index(default) if has_nulls else 0], dtype=dtype)
-    codes = table[_as_numpy(physical.fill_null(len(labels)).cast(pl.UInt32))]
+    if fast is not None:
+        rank = {lab: i for i, lab in enumerate(labels)}
+        by_first_appearance = np.asarray([table[rank[lab]] for lab in fast[0]], dtype=dtype)
+        codes = fast[1].codes(by_first_appearance, int(table[-1]))
+    else:
+        codes = table[_as_numpy(physical.fill_null(len(labels)).cast(pl.UInt32))]
     return pl.Series(s.name, codes).cat.to(pl.Enum(target))
 
 
@@ -186,22 +206,27 @@ def check_integer_column(
     return values.clip(float(lo), float(hi)).cast(dtype).alias(name)
 
 
-def check_twin_ids(ids: pl.Series) -> None:
-    """Reject null or duplicate ``twin_id`` values, naming an example."""
+def check_twin_ids(ids: pl.Series, encoding: FrameEncodingConfig | None = None) -> np.ndarray:
+    """Reject null or duplicate ``twin_id`` values, naming an example; return the ids' keys (read-only).
+
+    With ``encoding``, uniqueness is first checked on the 64-bit keys (:func:`keys_are_unique`): distinct
+    keys mean distinct ids. Only when two keys are equal (a duplicate id, or a hash collision of two
+    different string ids) are the ids themselves compared.
+    """
     if ids.null_count():
         row = int(np.flatnonzero(ids.is_null().to_numpy())[0])
         raise ValueError(f"`twin_id` must not be null; row {row} is null ({ids.null_count()} null ids)")
+    keys = twin_keys(ids)
+    keys.setflags(write=False)
     if ids.dtype.is_integer():
-        # sorted ids (the common case) are unique when strictly increasing; otherwise sort a copy: both
-        # far lighter than a hash set over 10 M ids
-        arr = ids.to_numpy()
+        # sorted ids (the common case) are unique when strictly increasing
+        arr = ids.rechunk().to_numpy()
         if bool(np.all(arr[1:] > arr[:-1])):
-            return
-        ordered = np.sort(arr)
-        if not bool(np.any(ordered[1:] == ordered[:-1])):
-            return
-    elif ids.n_unique() == ids.len():
-        return
+            return keys
+    if encoding is not None and keys_are_unique(keys, encoding):
+        return keys
+    if ids.n_unique() == ids.len():
+        return keys
     duplicated = ids.is_duplicated()
     if duplicated.any():
         rows = np.flatnonzero(duplicated.to_numpy())
@@ -227,10 +252,13 @@ def twin_keys(ids: pl.Series) -> np.ndarray:
         twin_keys_from_ints(values, out)
         return out
     strings = ids if ids.dtype == pl.String else ids.cast(pl.String)
-    data = np.frombuffer(strings.str.join("").item().encode("utf-8"), dtype=np.uint8)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(strings.str.len_bytes().to_numpy(), out=offsets[1:])
-    twin_keys_from_strings(data, offsets, out)
+    records = string_records(strings)
+    if records is None:  # no pyarrow: one Python string of every id
+        data = np.frombuffer(strings.str.join("").item().encode("utf-8"), dtype=np.uint8)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(strings.str.len_bytes().to_numpy(), out=offsets[1:])
+        records = data, offsets
+    twin_keys_from_strings(records[0], records[1], out)
     return out
 
 
