@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from .population_encode import keys_are_unique, string_dictionary, string_records
+from .population_encode import keys_are_unique, string_dictionary, string_view_keys
 
 if TYPE_CHECKING:
     from .config_frame import FrameEncodingConfig
@@ -209,21 +209,17 @@ def check_integer_column(
 def check_twin_ids(ids: pl.Series, encoding: FrameEncodingConfig | None = None) -> np.ndarray:
     """Reject null or duplicate ``twin_id`` values, naming an example; return the ids' keys (read-only).
 
-    With ``encoding``, uniqueness is first checked on the 64-bit keys (:func:`keys_are_unique`): distinct
-    keys mean distinct ids. Only when two keys are equal (a duplicate id, or a hash collision of two
-    different string ids) are the ids themselves compared.
+    Strictly increasing ids are unique. Otherwise, with ``encoding``, uniqueness is checked on the 64-bit
+    keys first (:func:`keys_are_unique`): distinct keys mean distinct ids. Only when two keys are equal (a
+    duplicate id, or a hash collision of two different string ids) are the ids themselves compared.
     """
     if ids.null_count():
         row = int(np.flatnonzero(ids.is_null().to_numpy())[0])
         raise ValueError(f"`twin_id` must not be null; row {row} is null ({ids.null_count()} null ids)")
-    keys = twin_keys(ids)
+    n_blocks = 64 if encoding is None else encoding.key_blocks
+    keys, increasing = _keys_and_order(ids, n_blocks)
     keys.setflags(write=False)
-    if ids.dtype.is_integer():
-        # sorted ids (the common case) are unique when strictly increasing
-        arr = ids.rechunk().to_numpy()
-        if bool(np.all(arr[1:] > arr[:-1])):
-            return keys
-    if encoding is not None and keys_are_unique(keys, encoding):
+    if increasing or (encoding is not None and keys_are_unique(keys, encoding)):
         return keys
     if ids.n_unique() == ids.len():
         return keys
@@ -240,26 +236,33 @@ def check_twin_ids(ids: pl.Series, encoding: FrameEncodingConfig | None = None) 
 
 def twin_keys(ids: pl.Series) -> np.ndarray:
     """The stable 64-bit key of every twin id (uint64; definition in :mod:`twinkernel.kernels._rng`)."""
+    return _keys_and_order(ids, 64)[0]
+
+
+def _keys_and_order(ids: pl.Series, n_blocks: int) -> tuple[np.ndarray, bool]:
+    """Twin keys, and whether the ids strictly increase (integers by value, strings byte-wise)."""
     from .kernels._rng import twin_keys_from_ints, twin_keys_from_strings
 
     n = ids.len()
     out = np.empty(n, dtype=np.uint64)
     if n == 0:
-        return out
+        return out, True
     if ids.dtype.is_integer():
         wide = ids.cast(pl.UInt64) if ids.dtype == pl.UInt64 else ids.cast(pl.Int64)
-        values = np.ascontiguousarray(wide.rechunk().to_numpy()).view(np.uint64)
-        twin_keys_from_ints(values, out)
-        return out
+        arr = wide.rechunk().to_numpy()
+        twin_keys_from_ints(np.ascontiguousarray(arr).view(np.uint64), out)
+        return out, bool(np.all(arr[1:] > arr[:-1]))
     strings = ids if ids.dtype == pl.String else ids.cast(pl.String)
-    records = string_records(strings)
-    if records is None:  # no pyarrow: one Python string of every id
-        data = np.frombuffer(strings.str.join("").item().encode("utf-8"), dtype=np.uint8)
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(strings.str.len_bytes().to_numpy(), out=offsets[1:])
-        records = data, offsets
-    twin_keys_from_strings(records[0], records[1], out)
-    return out
+    if strings.null_count() == 0:
+        fast = string_view_keys(strings, n_blocks)
+        if fast is not None:
+            return fast
+    # no pyarrow (or nulls, which only the error path meets): one Python string of every id
+    data = np.frombuffer(strings.str.join("").item().encode("utf-8"), dtype=np.uint8)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(strings.str.len_bytes().fill_null(0).to_numpy(), out=offsets[1:])
+    twin_keys_from_strings(data, offsets, out)
+    return out, False
 
 
 def near_miss(name: str, candidates: Iterable[str], cutoff: float) -> str | None:

@@ -6,8 +6,8 @@ per string column, ``n_unique`` over the string ids, one Python string of all id
 those steps with passes of the kernels in :mod:`twinkernel.kernels.frame`; each function returns exactly
 what the slow path returns, or ``None`` when it cannot (then the caller takes the slow path):
 
-- :func:`string_records`: a String column's UTF-8 bytes and offsets, read from its Arrow buffers (needs
-  ``pyarrow``; ``None`` without it);
+- :func:`string_view_keys`: the twin keys of a String column read from Polars' string views (exported to
+  Arrow without a copy; needs ``pyarrow``), and whether the column is strictly increasing;
 - :func:`string_dictionary`: the distinct strings of a low-cardinality column and every row's number;
 - :func:`keys_are_unique`: whether 64-bit twin keys are all distinct (a duplicate key sends the caller to
   the exact check on the ids themselves, so a hash collision never rejects a valid frame);
@@ -29,34 +29,45 @@ import polars as pl
 
 from .config_frame import FrameEncodingConfig
 
-__all__ = ["Dictionary", "frame_from_pandas", "keys_are_unique", "string_dictionary", "string_records"]
+__all__ = ["Dictionary", "frame_from_pandas", "keys_are_unique", "string_dictionary", "string_view_keys"]
 
-_NO_OFFSETS = np.zeros(1, dtype=np.int64)
+_NO_ROWS_U8 = np.empty(0, dtype=np.uint8)
+_NO_ROWS_U32 = np.empty(0, dtype=np.uint32)
+_HASH_SEED = 0x7417_2026
+"""Seed of the Polars hash that numbers a string column's distinct values (any fixed value works)."""
 
 
-def string_records(s: pl.Series) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(data, offsets)`` of a String column: UTF-8 bytes (uint8) and int64 offsets (length n + 1).
+def string_view_keys(s: pl.Series, n_blocks: int) -> tuple[np.ndarray, bool] | None:
+    """Twin keys of a String column without nulls, and whether its rows strictly increase.
 
-    Zero-copy views of the Arrow ``large_string`` export (Polars converts its string views once). Row
-    ``i`` is ``data[offsets[i]:offsets[i + 1]]``; a null row is empty. ``None`` without ``pyarrow``.
+    The keys equal :func:`twinkernel.kernels._rng.twin_keys_from_strings` over the UTF-8 bytes. Reads the
+    Arrow string-view export of the column (Polars' memory, no copy; only the data buffers of strings
+    longer than 12 bytes are concatenated). ``None`` without ``pyarrow``.
     """
     try:
         import pyarrow as pa
     except ImportError:
         return None
-    strings = s if s.dtype == pl.String else s.cast(pl.String)
-    arr = strings.rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())
+    from .kernels.frame import string_view_keys as kernel
+
+    arr = s.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if arr.type != pa.large_string():
-        arr = arr.cast(pa.large_string())
-    _, offset_buffer, data_buffer = arr.buffers()
-    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    if data_buffer is None or data_buffer.size == 0:
-        data = np.zeros(1, dtype=np.uint8)  # every row is empty: nothing is read
-    else:
-        data = np.frombuffer(data_buffer, dtype=np.uint8)
-    return data, offsets
+    if arr.type != pa.string_view():
+        arr = arr.cast(pa.string_view())
+    buffers = arr.buffers()
+    n = len(arr)
+    view_bytes = np.frombuffer(buffers[1], dtype=np.uint8)[16 * arr.offset : 16 * (arr.offset + n)]
+    data = [np.frombuffer(b, dtype=np.uint8) for b in buffers[2:] if b is not None]
+    bases = np.zeros(max(1, len(data)), dtype=np.int64)
+    if len(data) > 1:
+        np.cumsum([d.shape[0] for d in data[:-1]], out=bases[1:])
+    blob = np.concatenate(data) if data else np.zeros(1, dtype=np.uint8)
+    out = np.empty(n, dtype=np.uint64)
+    if n == 0:
+        return out, True
+    increasing = kernel(view_bytes, view_bytes.view(np.uint32), blob, bases, min(n_blocks, n), out)
+    return out, bool(increasing)
 
 
 @dataclass(frozen=True)
@@ -78,44 +89,43 @@ class Dictionary:
 
 
 def _dictionary(
-    data: np.ndarray,
-    offsets: np.ndarray,
-    stride: int,
-    valid: np.ndarray,
-    n: int,
-    settings: FrameEncodingConfig,
+    values: np.ndarray, lengths: np.ndarray, valid: np.ndarray, settings: FrameEncodingConfig
 ) -> Dictionary | None:
     from .kernels.frame import chunk_dictionaries, merge_dictionaries
 
+    n = values.shape[0]
     chunk = settings.chunk_rows
     cap = settings.dictionary_cap
     n_chunks = max(1, -(-n // chunk))
     local = np.empty(n, dtype=np.uint16)
     reps = np.empty((n_chunks, cap), dtype=np.int64)
     counts = np.zeros(n_chunks, dtype=np.int64)
-    chunk_dictionaries(data, offsets, np.int64(stride), valid, chunk, cap, local, reps, counts)
+    chunk_dictionaries(values, lengths, valid, chunk, cap, local, reps, counts)
     if counts.max(initial=0) > cap:
         return None
     remap = np.zeros((n_chunks, cap), dtype=np.int64)
-    first_rows = merge_dictionaries(data, offsets, np.int64(stride), reps, counts, remap)
+    first_rows = merge_dictionaries(values, lengths, reps, counts, remap)
+    if first_rows.shape[0] == 0 and counts.sum() > 0:
+        return None  # two different strings with the same hash and length: let Polars compare them
     return Dictionary(first_rows, local, remap, chunk)
 
 
 def string_dictionary(s: pl.Series, settings: FrameEncodingConfig) -> tuple[list[str], Dictionary] | None:
     """The distinct non-null strings of ``s`` (first-appearance order) and its :class:`Dictionary`.
 
-    ``None`` when ``pyarrow`` is missing or a chunk holds more than ``settings.dictionary_cap`` distinct
+    Rows are told apart by a seeded 64-bit Polars hash and the byte length: two different strings of one
+    column are taken as equal only if both agree (probability below ``k**2 / 2**65`` for ``k`` distinct
+    values: 3e-14 for 1000). ``None`` when a chunk holds more than ``settings.dictionary_cap`` distinct
     values (a high-cardinality column: Polars' own ``unique`` is the better tool there).
     """
-    records = string_records(s)
-    if records is None:
-        return None
-    data, offsets = records
-    valid = s.is_not_null().to_numpy().view(np.uint8) if s.null_count() else np.empty(0, dtype=np.uint8)
-    d = _dictionary(data, offsets, 0, valid, s.len(), settings)
+    strings = s if s.dtype == pl.String else s.cast(pl.String)
+    hashes = strings.hash(seed=_HASH_SEED).to_numpy()
+    lengths = strings.str.len_bytes().fill_null(0).to_numpy()
+    valid = strings.is_not_null().to_numpy().view(np.uint8) if strings.null_count() else _NO_ROWS_U8
+    d = _dictionary(hashes, lengths, valid, settings)
     if d is None:
         return None
-    labels = [bytes(data[offsets[r] : offsets[r + 1]]).decode("utf-8") for r in d.first_rows]
+    labels = strings.gather(d.first_rows).to_list()
     return labels, d
 
 
@@ -160,9 +170,8 @@ def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.S
     if values.ndim != 1 or values.dtype != object:
         return None
     values = np.ascontiguousarray(values)
-    n = values.shape[0]
     addresses = _object_addresses(values)
-    d = _dictionary(addresses.view(np.uint8), _NO_OFFSETS, 8, np.empty(0, dtype=np.uint8), n, settings)
+    d = _dictionary(addresses, _NO_ROWS_U32, _NO_ROWS_U8, settings)
     if d is None:
         return None
     labels: list[str] = []

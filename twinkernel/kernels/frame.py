@@ -1,24 +1,32 @@
-"""Kernels that turn a user's frame into a population: dictionary codes of string columns, duplicate keys.
+"""Kernels that turn a user's frame into a population: string keys, dictionary codes, duplicate keys.
 
-Records
--------
-The dictionary kernels read records as bytes: record ``i`` is ``data[offsets[i]:offsets[i + 1]]`` (the
-layout of an Arrow ``large_string`` column: UTF-8 bytes back to back and int64 offsets), or, when
-``stride > 0``, ``data[i * stride:(i + 1) * stride]`` (fixed-width values such as 64-bit integers viewed as
-bytes; ``offsets`` is then ignored). Two records are equal when their bytes are equal.
+String views
+------------
+:func:`string_view_keys` reads a string column in Arrow's string-view layout (Polars' own memory, exported
+without a copy): 16 bytes per row, a little-endian uint32 length first; strings of at most 12 bytes sit in
+the view itself (bytes 4..15), longer ones in data buffers, addressed by a buffer index and an offset
+(view words 2 and 3). Here the data buffers arrive concatenated in ``blob`` with ``bases[k]`` the start of
+buffer ``k``. It computes every row's twin key (``mix64(fnv1a64(utf8))``, as ``_rng.twin_keys_from_strings``)
+and whether the rows are strictly increasing (byte-wise, which is code-point order): sorted ids are unique
+without further work.
 
 Dictionary encoding in two parallel passes
 ------------------------------------------
+The dictionary kernels number the distinct values of a uint64 column (a 64-bit hash of each string, or
+the address of each Python object of a pandas ``object`` column), optionally with a second uint64 per row
+(the byte length of each string) that must agree too.
+
 1. :func:`chunk_dictionaries`: rows are cut into fixed chunks (independent of the thread count); each chunk
-   numbers its distinct records in order of first appearance (an open-addressing table keyed by FNV-1a and
-   checked byte by byte, so a hash collision never merges two values) and writes every row's local number.
-2. :func:`merge_dictionaries` (sequential, over the few distinct records only) gives every chunk-local
+   numbers its distinct values in order of first appearance (a small open-addressing table) and writes
+   every row's local number.
+2. :func:`merge_dictionaries` (sequential, over the few distinct values only) gives every chunk-local
    value its global number, in order of first appearance over the whole column;
    :func:`apply_dictionary` maps every row through its chunk's table to the caller's final code.
 
 Everything is a pure function of the input, so codes are identical on any number of threads. A chunk with
 more than ``cap`` distinct values stops early and reports overflow (the caller then uses another method:
-these kernels are for low-cardinality columns).
+these kernels are for low-cardinality columns), as does a row whose value matches an earlier row's but
+whose length does not (a hash collision, reported as overflow too).
 
 Duplicates
 ----------
@@ -37,23 +45,57 @@ from ._rng import fnv1a64, mix64
 NULL_CODE = 0xFFFF
 """Local code of a null row in :func:`chunk_dictionaries` (the local codes are uint16)."""
 _EMPTY = np.int32(-1)
+_INLINE = 12  # string-view bytes stored in the view itself
 
 
 @njit(inline="always", cache=True)
-def _span(offsets, stride, i):
-    if stride > 0:
-        return i * stride, (i + 1) * stride
-    return offsets[i], offsets[i + 1]
+def _view(words, bases, i):
+    """``(source, start, length)`` of row ``i``: source 0 is the views' bytes, 1 the data blob."""
+    length = np.int64(words[4 * i])
+    if length <= _INLINE:
+        return 0, 16 * i + 4, length
+    return 1, bases[words[4 * i + 2]] + np.int64(words[4 * i + 3]), length
 
 
 @njit(inline="always", cache=True)
-def _same_bytes(data, a0, a1, b0, b1):
-    if a1 - a0 != b1 - b0:
-        return False
-    for j in range(a1 - a0):
-        if data[a0 + j] != data[b0 + j]:
-            return False
-    return True
+def _byte(view_bytes, blob, source, k):
+    return view_bytes[k] if source == 0 else blob[k]
+
+
+@njit(inline="always", cache=True)
+def _before(view_bytes, blob, sa, a, la, sb, b, lb):
+    """True when string a sorts strictly before string b (byte-wise)."""
+    for j in range(min(la, lb)):
+        x = _byte(view_bytes, blob, sa, a + j)
+        y = _byte(view_bytes, blob, sb, b + j)
+        if x != y:
+            return x < y
+    return la < lb
+
+
+@njit(parallel=True, cache=True)
+def string_view_keys(view_bytes, words, blob, bases, n_blocks, out):
+    """Twin keys of a string-view column into ``out`` (uint64); returns True when rows strictly increase.
+
+    ``view_bytes`` (uint8, 16 per row) and ``words`` (uint32, 4 per row) are the same views; ``blob`` and
+    ``bases`` hold the data buffers (see the module docstring).
+    """
+    n = out.shape[0]
+    block = (n + n_blocks - 1) // n_blocks
+    ordered = np.ones(n_blocks, dtype=np.uint8)
+    for b in prange(n_blocks):
+        for i in range(b * block, min(n, (b + 1) * block)):
+            source, start, length = _view(words, bases, i)
+            if source == 0:
+                h = fnv1a64(view_bytes, start, start + length)
+            else:
+                h = fnv1a64(blob, start, start + length)
+            out[i] = mix64(h)
+            if i > 0 and ordered[b] == 1:
+                ps, pstart, plength = _view(words, bases, i - 1)
+                if not _before(view_bytes, blob, ps, pstart, plength, source, start, length):
+                    ordered[b] = 0
+    return ordered.all()
 
 
 @njit(inline="always", cache=True)
@@ -65,15 +107,17 @@ def _table_size(n_items):
 
 
 @njit(parallel=True, cache=True)
-def chunk_dictionaries(data, offsets, stride, valid, chunk, cap, local, reps, counts):
-    """Pass 1: number each chunk's distinct records.
+def chunk_dictionaries(values, lengths, valid, chunk, cap, local, reps, counts):
+    """Pass 1: number each chunk's distinct values.
 
     Parameters
     ----------
-    data, offsets, stride
-        The records (see the module docstring); ``local.shape[0]`` rows.
+    values
+        uint64 per row (n rows).
+    lengths
+        uint32 per row that must agree between rows with equal ``values``, or an empty array.
     valid
-        uint8, 1 for a present value and 0 for a null (length n), or an empty array when nothing is null.
+        uint8, 1 for a present value and 0 for a null, or an empty array when nothing is null.
     chunk
         Rows per chunk (the chunking fixes nothing but the work split: results do not depend on it).
     cap
@@ -83,25 +127,25 @@ def chunk_dictionaries(data, offsets, stride, valid, chunk, cap, local, reps, co
     reps
         Output, int64 ``(n_chunks, cap)``: the first row of each of a chunk's distinct values.
     counts
-        Output, int64 per chunk: how many distinct values it holds, or ``cap + 1`` when it had more.
+        Output, int64 per chunk: how many distinct values it holds, or ``cap + 1`` on overflow.
     """
     n = local.shape[0]
     n_chunks = counts.shape[0]
     has_valid = valid.shape[0] > 0
+    has_lengths = lengths.shape[0] > 0
     size = _table_size(cap)
     mask = np.uint64(size - 1)
     for c in prange(n_chunks):
         table = np.full(size, _EMPTY, dtype=np.int32)
-        hashes = np.empty(cap, dtype=np.uint64)
+        seen = np.empty(cap, dtype=np.uint64)
         k = 0
         overflow = False
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
             if has_valid and valid[i] == 0:
                 local[i] = NULL_CODE
                 continue
-            a0, a1 = _span(offsets, stride, i)
-            h = fnv1a64(data, a0, a1)
-            slot = mix64(h) & mask
+            v = values[i]
+            slot = mix64(v) & mask
             while True:
                 code = table[slot]
                 if code == _EMPTY:
@@ -110,15 +154,15 @@ def chunk_dictionaries(data, offsets, stride, valid, chunk, cap, local, reps, co
                         break
                     table[slot] = k
                     reps[c, k] = i
-                    hashes[k] = h
+                    seen[k] = v
                     local[i] = k
                     k += 1
                     break
-                if hashes[code] == h:
-                    b0, b1 = _span(offsets, stride, reps[c, code])
-                    if _same_bytes(data, a0, a1, b0, b1):
-                        local[i] = code
-                        break
+                if seen[code] == v:
+                    if has_lengths and lengths[i] != lengths[reps[c, code]]:
+                        overflow = True
+                    local[i] = code
+                    break
                 slot = (slot + np.uint64(1)) & mask
             if overflow:
                 break
@@ -126,41 +170,42 @@ def chunk_dictionaries(data, offsets, stride, valid, chunk, cap, local, reps, co
 
 
 @njit(cache=True)
-def merge_dictionaries(data, offsets, stride, reps, counts, remap):
+def merge_dictionaries(values, lengths, reps, counts, remap):
     """Pass 2: global numbers, in order of first appearance over the column.
 
     ``remap[c, k]`` (int64, ``(n_chunks, cap)``) receives the global number of chunk ``c``'s ``k``-th
-    value. Returns the first row of every global value (int64; its length is the number of values).
+    value. Returns the first row of every global value (int64; its length is the number of values), or
+    an empty array when two chunks' equal values have different lengths (a hash collision).
     """
+    has_lengths = lengths.shape[0] > 0
     total = 0
     for c in range(counts.shape[0]):
         total += counts[c]
     size = _table_size(total)
     mask = np.uint64(size - 1)
     table = np.full(size, _EMPTY, dtype=np.int32)
-    hashes = np.empty(total, dtype=np.uint64)
+    seen = np.empty(total, dtype=np.uint64)
     first = np.empty(total, dtype=np.int64)
     g = 0
     for c in range(counts.shape[0]):
         for k in range(counts[c]):
             row = reps[c, k]
-            a0, a1 = _span(offsets, stride, row)
-            h = fnv1a64(data, a0, a1)
-            slot = mix64(h) & mask
+            v = values[row]
+            slot = mix64(v) & mask
             while True:
                 code = table[slot]
                 if code == _EMPTY:
                     table[slot] = g
-                    hashes[g] = h
+                    seen[g] = v
                     first[g] = row
                     remap[c, k] = g
                     g += 1
                     break
-                if hashes[code] == h:
-                    b0, b1 = _span(offsets, stride, first[code])
-                    if _same_bytes(data, a0, a1, b0, b1):
-                        remap[c, k] = code
-                        break
+                if seen[code] == v:
+                    if has_lengths and lengths[row] != lengths[first[code]]:
+                        return first[:0]
+                    remap[c, k] = code
+                    break
                 slot = (slot + np.uint64(1)) & mask
     return first[:g]
 
