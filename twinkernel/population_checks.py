@@ -83,20 +83,28 @@ def _encode_category(
     """
     has_nulls = s.null_count() > 0
     fast = None
-    if s.dtype == pl.Enum and forced is None and not has_nulls:
-        categories = s.dtype.categories.to_list()  # type: ignore[attr-defined]
-        if categories == sorted(categories) and s.to_physical().n_unique() == len(categories):
-            return s  # already what this function would build: sorted labels, every one present
+    raw: np.ndarray | None = None
     if s.dtype == pl.Enum:
         # an Enum's labels are known: map its codes through a lookup (no per-row strings; 10 M rows of
         # strings cost ~500 MB). Only the labels present count, so the result equals the string path's.
+        from .kernels.frame import code_counts
+
         all_labels = s.dtype.categories.to_list()  # type: ignore[attr-defined]
-        raw = _as_numpy(s.to_physical().fill_null(len(all_labels)).cast(pl.UInt32))
-        present = np.flatnonzero(np.bincount(raw, minlength=len(all_labels) + 1)[: len(all_labels)])
+        physical = s.to_physical()
+        raw = _as_numpy(physical.cast(pl.UInt32).fill_null(len(all_labels)) if has_nulls else physical)
+        counts = code_counts(raw, len(all_labels) + 1, 64)
+        present = np.flatnonzero(counts[: len(all_labels)])
+        if (
+            forced is None
+            and not has_nulls
+            and present.size == len(all_labels)
+            and all_labels == sorted(all_labels)
+        ):
+            return s  # already what this function would build: sorted labels, every one present
         labels = sorted(all_labels[i] for i in present)
         rank = {lab: i for i, lab in enumerate(labels)}
         to_rank = np.asarray([rank.get(lab, 0) for lab in all_labels] + [len(labels)], dtype=np.uint32)
-        physical = pl.Series(to_rank[raw])  # nulls carry the sentinel len(labels): the default below
+        # nulls carry the sentinel len(all_labels) -> len(labels): the default below
     else:
         # Every other flavour (String, Categorical, pandas category or object) goes through its string
         # labels, so equal values give equal codes and labels whatever the input type.
@@ -122,6 +130,8 @@ def _encode_category(
         rank = {lab: i for i, lab in enumerate(labels)}
         by_first_appearance = np.asarray([table[rank[lab]] for lab in fast[0]], dtype=dtype)
         codes = fast[1].codes(by_first_appearance, int(table[-1]))
+    elif raw is not None:
+        codes = table[to_rank][raw]
     else:
         codes = table[_as_numpy(physical.fill_null(len(labels)).cast(pl.UInt32))]
     return pl.Series(s.name, codes).cat.to(pl.Enum(target))

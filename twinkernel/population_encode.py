@@ -191,10 +191,16 @@ def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.S
         else:
             return None  # numbers, bytes ...: pl.from_pandas decides (and names the problem)
     del addresses
+    # sorted labels, every one present: without nulls, the Enum the population keeps as it is
+    order = sorted(range(len(labels)), key=labels.__getitem__)
+    rank = np.empty(len(labels) + 1, dtype=np.uint32)
+    rank[order] = np.arange(len(labels), dtype=np.uint32)
+    rank[-1] = null
+    final = rank[np.where(final == null, len(labels), final)]
     codes = pl.Series(name, d.codes(final, int(null)))
     if bool(np.any(final == null)):
         codes = pl.select(pl.when(codes == null).then(None).otherwise(codes)).to_series().alias(name)
-    return codes.cat.to(pl.Enum(labels))
+    return codes.cat.to(pl.Enum(sorted(labels)))
 
 
 def _object_strings(name: str, col: Any) -> pl.Series | None:

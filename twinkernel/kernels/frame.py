@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._rng import fnv1a64, mix64
+from ._rng import _FNV_OFFSET, _FNV_PRIME, fnv1a64, mix64
 
 NULL_CODE = 0xFFFF
 """Local code of a null row in :func:`chunk_dictionaries` (the local codes are uint16)."""
@@ -73,6 +73,29 @@ def _before(view_bytes, blob, sa, a, la, sb, b, lb):
     return la < lb
 
 
+@njit(inline="always", cache=True)
+def _inline_key_and_order(view_bytes, start, length, pstart, plength, compare):
+    """FNV-1a of an inline string and, when ``compare``, whether the previous inline string sorts before
+    it, in one loop over the bytes (the common case: short ids next to each other)."""
+    h = _FNV_OFFSET
+    decided = not compare
+    before = True
+    for j in range(length):
+        x = view_bytes[start + j]
+        h = (h ^ np.uint64(x)) * _FNV_PRIME
+        if not decided:
+            if j >= plength:
+                decided = True  # the previous string is a proper prefix: it sorts first
+            else:
+                y = view_bytes[pstart + j]
+                if x != y:
+                    decided = True
+                    before = y < x
+    if not decided:
+        before = plength < length
+    return h, before
+
+
 @njit(parallel=True, cache=True)
 def string_view_keys(view_bytes, words, blob, bases, n_blocks, out):
     """Twin keys of a string-view column into ``out`` (uint64); returns True when rows strictly increase.
@@ -86,15 +109,19 @@ def string_view_keys(view_bytes, words, blob, bases, n_blocks, out):
     for b in prange(n_blocks):
         for i in range(b * block, min(n, (b + 1) * block)):
             source, start, length = _view(words, bases, i)
-            if source == 0:
-                h = fnv1a64(view_bytes, start, start + length)
+            compare = i > 0 and ordered[b] == 1
+            ps, pstart, plength = _view(words, bases, i - 1 if i > 0 else 0)
+            if source == 0 and ps == 0:
+                h, before = _inline_key_and_order(view_bytes, start, length, pstart, plength, compare)
             else:
-                h = fnv1a64(blob, start, start + length)
+                if source == 0:
+                    h = fnv1a64(view_bytes, start, start + length)
+                else:
+                    h = fnv1a64(blob, start, start + length)
+                before = not compare or _before(view_bytes, blob, ps, pstart, plength, source, start, length)
             out[i] = mix64(h)
-            if i > 0 and ordered[b] == 1:
-                ps, pstart, plength = _view(words, bases, i - 1)
-                if not _before(view_bytes, blob, ps, pstart, plength, source, start, length):
-                    ordered[b] = 0
+            if not before:
+                ordered[b] = 0
     return ordered.all()
 
 
@@ -271,3 +298,19 @@ def keys_have_duplicates(keys, bits, n_blocks):
             used[slot] = 1
             table[slot] = key
     return found.any()
+
+
+@njit(parallel=True, cache=True)
+def code_counts(codes, n_codes, n_blocks):
+    """How many rows hold each code ``0 .. n_codes - 1`` (int64), counted over fixed blocks."""
+    n = codes.shape[0]
+    n_blocks = max(1, min(n_blocks, n))
+    block = (n + n_blocks - 1) // n_blocks
+    per_block = np.zeros((n_blocks, n_codes), dtype=np.int64)
+    for b in prange(n_blocks):
+        for i in range(b * block, min(n, (b + 1) * block)):
+            per_block[b, codes[i]] += 1
+    out = np.zeros(n_codes, dtype=np.int64)
+    for b in range(n_blocks):
+        out += per_block[b]
+    return out
