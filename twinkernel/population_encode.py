@@ -66,7 +66,8 @@ def string_view_keys(s: pl.Series, n_blocks: int) -> tuple[np.ndarray, bool] | N
     out = np.empty(n, dtype=np.uint64)
     if n == 0:
         return out, True
-    increasing = kernel(view_bytes, view_bytes.view(np.uint32), blob, bases, min(n_blocks, n), out)
+    wide, words = view_bytes.view(np.uint64), view_bytes.view(np.uint32)
+    increasing = kernel(view_bytes, wide, words, blob, bases, min(n_blocks, n), out)
     return out, bool(increasing)
 
 

@@ -73,35 +73,68 @@ def _before(view_bytes, blob, sa, a, la, sb, b, lb):
     return la < lb
 
 
+_LOW32 = np.uint64(0xFFFFFFFF)
+_B8 = np.uint64(0x00FF00FF00FF00FF)
+_B16 = np.uint64(0x0000FFFF0000FFFF)
+
+
 @njit(inline="always", cache=True)
-def _inline_key_and_order(view_bytes, start, length, pstart, plength, compare):
-    """FNV-1a of an inline string and, when ``compare``, whether the previous inline string sorts before
-    it, in one loop over the bytes (the common case: short ids next to each other)."""
+def _low_bytes(x, k):
+    """``x`` with only its ``k`` low bytes kept (0 <= k <= 8)."""
+    if k >= 8:
+        return x
+    return x & ((np.uint64(1) << np.uint64(8 * k)) - np.uint64(1))
+
+
+@njit(inline="always", cache=True)
+def _byteswap(x):
+    x = ((x & _B8) << np.uint64(8)) | ((x >> np.uint64(8)) & _B8)
+    x = ((x & _B16) << np.uint64(16)) | ((x >> np.uint64(16)) & _B16)
+    return (x << np.uint64(32)) | (x >> np.uint64(32))
+
+
+@njit(inline="always", cache=True)
+def _inline_words(wide, i):
+    """An inline string (at most 12 bytes) as ``(length, a, b)``: its bytes 0..7 and 8..11 as
+    little-endian words, bytes past the end zeroed (whatever the view's padding holds)."""
+    w0 = wide[2 * i]
+    w1 = wide[2 * i + 1]
+    length = np.int64(w0 & _LOW32)
+    a = _low_bytes((w0 >> np.uint64(32)) | (w1 << np.uint64(32)), length)
+    b = _low_bytes(w1 >> np.uint64(32), max(length - 8, 0))
+    return length, a, b
+
+
+@njit(inline="always", cache=True)
+def _inline_fnv(length, a, b):
+    """FNV-1a of an inline string from its words: a fixed, branch-free loop (unrolled by the compiler)."""
     h = _FNV_OFFSET
-    decided = not compare
-    before = True
-    for j in range(length):
-        x = view_bytes[start + j]
-        h = (h ^ np.uint64(x)) * _FNV_PRIME
-        if not decided:
-            if j >= plength:
-                decided = True  # the previous string is a proper prefix: it sorts first
-            else:
-                y = view_bytes[pstart + j]
-                if x != y:
-                    decided = True
-                    before = y < x
-    if not decided:
-        before = plength < length
-    return h, before
+    for j in range(12):
+        x = (a >> np.uint64(8 * j)) if j < 8 else (b >> np.uint64(8 * (j - 8)))
+        stepped = (h ^ (x & np.uint64(0xFF))) * _FNV_PRIME
+        h = stepped if j < length else h
+    return h
+
+
+@njit(inline="always", cache=True)
+def _inline_before(pl_, pa, pb, length, a, b):
+    """True when the inline string (pl_, pa, pb) sorts strictly before (length, a, b) (byte-wise)."""
+    hi_p, hi = _byteswap(pa), _byteswap(a)
+    if hi_p != hi:
+        return hi_p < hi
+    lo_p, lo = _byteswap(pb), _byteswap(b)
+    if lo_p != lo:
+        return lo_p < lo
+    return pl_ < length
 
 
 @njit(parallel=True, cache=True)
-def string_view_keys(view_bytes, words, blob, bases, n_blocks, out):
+def string_view_keys(view_bytes, wide, words, blob, bases, n_blocks, out):
     """Twin keys of a string-view column into ``out`` (uint64); returns True when rows strictly increase.
 
-    ``view_bytes`` (uint8, 16 per row) and ``words`` (uint32, 4 per row) are the same views; ``blob`` and
-    ``bases`` hold the data buffers (see the module docstring).
+    ``view_bytes`` (uint8, 16 per row), ``wide`` (uint64, 2 per row) and ``words`` (uint32, 4 per row) are
+    the same views; ``blob`` and ``bases`` hold the data buffers (see the module docstring). Inline strings
+    (the usual ids) take a branch-free path over the view's two words.
     """
     n = out.shape[0]
     block = (n + n_blocks - 1) // n_blocks
@@ -109,19 +142,22 @@ def string_view_keys(view_bytes, words, blob, bases, n_blocks, out):
     for b in prange(n_blocks):
         for i in range(b * block, min(n, (b + 1) * block)):
             source, start, length = _view(words, bases, i)
-            compare = i > 0 and ordered[b] == 1
             ps, pstart, plength = _view(words, bases, i - 1 if i > 0 else 0)
-            if source == 0 and ps == 0:
-                h, before = _inline_key_and_order(view_bytes, start, length, pstart, plength, compare)
+            compare = i > 0 and ordered[b] == 1
+            if source == 0:
+                length, wa, wb = _inline_words(wide, i)
+                h = _inline_fnv(length, wa, wb)
             else:
-                if source == 0:
-                    h = fnv1a64(view_bytes, start, start + length)
-                else:
-                    h = fnv1a64(blob, start, start + length)
-                before = not compare or _before(view_bytes, blob, ps, pstart, plength, source, start, length)
+                h = fnv1a64(blob, start, start + length)
             out[i] = mix64(h)
-            if not before:
-                ordered[b] = 0
+            if compare:
+                if source == 0 and ps == 0:
+                    pl_, pa, pb = _inline_words(wide, i - 1)
+                    before = _inline_before(pl_, pa, pb, length, wa, wb)
+                else:
+                    before = _before(view_bytes, blob, ps, pstart, plength, source, start, length)
+                if not before:
+                    ordered[b] = 0
     return ordered.all()
 
 
