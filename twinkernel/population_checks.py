@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from .population_encode import keys_are_unique, string_dictionary, string_view_keys
+from .population_encode import keys_are_unique, string_codes, string_view_keys
 
 if TYPE_CHECKING:
     from .config_frame import FrameEncodingConfig
@@ -78,8 +78,8 @@ def _encode_category(
     ``forced`` the categories are fixed (stable codes across frames) and any label outside them becomes
     ``"other"``; ``normalise`` strips and lower-cases labels before matching. Otherwise the categories are
     the sorted distinct labels (plus ``default`` when there are nulls). With ``encoding``, a string column
-    is numbered by the dictionary kernels (:func:`~twinkernel.population_encode.string_dictionary`) when it
-    has few distinct values; the codes are the same as Polars' path gives.
+    is coded in one kernel pass (:func:`~twinkernel.population_encode.string_codes`) when it has few
+    distinct values; the codes are the same as Polars' path gives.
     """
     has_nulls = s.null_count() > 0
     fast = None
@@ -109,12 +109,32 @@ def _encode_category(
         # Every other flavour (String, Categorical, pandas category or object) goes through its string
         # labels, so equal values give equal codes and labels whatever the input type.
         strings = s if s.dtype == pl.String else s.cast(pl.String)
-        fast = None if encoding is None or s.len() == 0 else string_dictionary(strings, encoding)
+        if encoding is not None and s.len():
+
+            def table_for(labels: list[str]) -> np.ndarray:
+                return _targets(labels, default, has_nulls, forced, normalise)[1]
+
+            fast = string_codes(strings, encoding, table_for)
         if fast is not None:
-            labels = sorted(fast[0])
+            labels = fast[0]
         else:
             labels = strings.drop_nulls().unique().sort().to_list()
             physical = strings.replace_strict(labels, list(range(len(labels))), return_dtype=pl.UInt32)
+    target, table = _targets(labels, default, has_nulls, forced, normalise)
+    if fast is not None:
+        codes = fast[1]
+    elif raw is not None:
+        codes = table[to_rank][raw]
+    else:
+        codes = table[_as_numpy(physical.fill_null(len(labels)).cast(pl.UInt32))]
+    return pl.Series(s.name, codes).cat.to(pl.Enum(target))
+
+
+def _targets(
+    labels: list[str], default: str, has_nulls: bool, forced: Sequence[str] | None, normalise: bool
+) -> tuple[list[str], np.ndarray]:
+    """The Enum categories of a column whose sorted distinct labels are ``labels``, and the code of each
+    label (then, last, the code of a missing value)."""
     if forced is not None:
         target = list(forced)
         index = {t: i for i, t in enumerate(target)}
@@ -125,16 +145,7 @@ def _encode_category(
         index = {t: i for i, t in enumerate(target)}
         lut = [index[lab] for lab in labels]
     dtype = np.uint8 if len(target) <= 256 else np.uint32
-    table = np.asarray([*lut, target.index(default) if has_nulls else 0], dtype=dtype)
-    if fast is not None:
-        rank = {lab: i for i, lab in enumerate(labels)}
-        by_first_appearance = np.asarray([table[rank[lab]] for lab in fast[0]], dtype=dtype)
-        codes = fast[1].codes(by_first_appearance, int(table[-1]))
-    elif raw is not None:
-        codes = table[to_rank][raw]
-    else:
-        codes = table[_as_numpy(physical.fill_null(len(labels)).cast(pl.UInt32))]
-    return pl.Series(s.name, codes).cat.to(pl.Enum(target))
+    return target, np.asarray([*lut, target.index(default) if has_nulls else 0], dtype=dtype)
 
 
 def _row_label(ids: pl.Series | None, row: int) -> str:

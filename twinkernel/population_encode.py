@@ -8,7 +8,7 @@ what the slow path returns, or ``None`` when it cannot (then the caller takes th
 
 - :func:`string_view_keys`: the twin keys of a String column read from Polars' string views (exported to
   Arrow without a copy; needs ``pyarrow``), and whether the column is strictly increasing;
-- :func:`string_dictionary`: the distinct strings of a low-cardinality column and every row's number;
+- :func:`string_codes`: the codes of a low-cardinality String column in one pass over its views;
 - :func:`keys_are_unique`: whether 64-bit twin keys are all distinct (a duplicate key sends the caller to
   the exact check on the ids themselves, so a hash collision never rejects a valid frame);
 - :func:`frame_from_pandas`: a pandas frame as Polars, with the categorical ``object`` columns read
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,46 +29,131 @@ import polars as pl
 
 from .config_frame import FrameEncodingConfig
 
-__all__ = ["Dictionary", "frame_from_pandas", "keys_are_unique", "string_dictionary", "string_view_keys"]
+__all__ = [
+    "Dictionary",
+    "StringViews",
+    "frame_from_pandas",
+    "keys_are_unique",
+    "string_codes",
+    "string_view_keys",
+    "string_views",
+]
 
 _NO_ROWS_U8 = np.empty(0, dtype=np.uint8)
 _NO_ROWS_U32 = np.empty(0, dtype=np.uint32)
 _HASH_SEED = 0x7417_2026
+_INLINE_BYTES = 12  # Arrow string views hold strings of up to 12 bytes in the view itself
 """Seed of the Polars hash that numbers a string column's distinct values (any fixed value works)."""
 
 
-def string_view_keys(s: pl.Series, n_blocks: int) -> tuple[np.ndarray, bool] | None:
-    """Twin keys of a String column without nulls, and whether its rows strictly increase.
+@dataclass(frozen=True)
+class StringViews:
+    """A String column in Arrow's string-view layout (see :mod:`twinkernel.kernels.frame`)."""
 
-    The keys equal :func:`twinkernel.kernels._rng.twin_keys_from_strings` over the UTF-8 bytes. Reads the
-    Arrow string-view export of the column (Polars' memory, no copy; only the data buffers of strings
-    longer than 12 bytes are concatenated). ``None`` without ``pyarrow``.
-    """
+    view_bytes: np.ndarray  # uint8, 16 per row
+    wide: np.ndarray  # the same views as uint64, 2 per row
+    words: np.ndarray  # the same views as uint32, 4 per row
+    blob: np.ndarray  # uint8: the data buffers (strings longer than 12 bytes), concatenated
+    bases: np.ndarray  # int64: where each data buffer starts in blob
+
+    @property
+    def all_inline(self) -> bool:
+        return self.blob.shape[0] <= 1 or int(self.words[::4].max(initial=0)) <= _INLINE_BYTES
+
+
+def string_views(s: pl.Series) -> StringViews | None:
+    """The views of a String column: Polars' own memory exported to Arrow without a copy (only the data
+    buffers of strings longer than 12 bytes are concatenated). ``None`` without ``pyarrow``."""
     try:
         import pyarrow as pa
     except ImportError:
         return None
-    from .kernels.frame import string_view_keys as kernel
-
-    arr = s.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+    strings = s if s.dtype == pl.String else s.cast(pl.String)
+    arr = strings.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if arr.type != pa.string_view():
         arr = arr.cast(pa.string_view())
     buffers = arr.buffers()
     n = len(arr)
-    view_bytes = np.frombuffer(buffers[1], dtype=np.uint8)[16 * arr.offset : 16 * (arr.offset + n)]
+    if buffers[1] is None or n == 0:
+        view_bytes = np.zeros(16 * max(n, 1), dtype=np.uint8)
+    else:
+        view_bytes = np.frombuffer(buffers[1], dtype=np.uint8)[16 * arr.offset : 16 * (arr.offset + n)]
     data = [np.frombuffer(b, dtype=np.uint8) for b in buffers[2:] if b is not None]
     bases = np.zeros(max(1, len(data)), dtype=np.int64)
     if len(data) > 1:
         np.cumsum([d.shape[0] for d in data[:-1]], out=bases[1:])
     blob = np.concatenate(data) if data else np.zeros(1, dtype=np.uint8)
+    return StringViews(view_bytes, view_bytes.view(np.uint64), view_bytes.view(np.uint32), blob, bases)
+
+
+def string_view_keys(s: pl.Series, n_blocks: int) -> tuple[np.ndarray, bool] | None:
+    """Twin keys of a String column without nulls, and whether its rows strictly increase.
+
+    The keys equal :func:`twinkernel.kernels._rng.twin_keys_from_strings` over the UTF-8 bytes. ``None``
+    without ``pyarrow``.
+    """
+    from .kernels.frame import inline_string_keys
+    from .kernels.frame import string_view_keys as kernel
+
+    views = string_views(s)
+    if views is None:
+        return None
+    n = s.len()
     out = np.empty(n, dtype=np.uint64)
     if n == 0:
         return out, True
-    wide, words = view_bytes.view(np.uint64), view_bytes.view(np.uint32)
-    increasing = kernel(view_bytes, wide, words, blob, bases, min(n_blocks, n), out)
-    return out, bool(increasing)
+    blocks = min(n_blocks, n)
+    if views.all_inline:
+        return out, bool(inline_string_keys(views.wide, blocks, out))
+    v = views
+    return out, bool(kernel(v.view_bytes, v.wide, v.words, v.blob, v.bases, blocks, out))
+
+
+def string_codes(
+    s: pl.Series, settings: FrameEncodingConfig, table_for: Callable[[list[str]], np.ndarray]
+) -> tuple[list[str], np.ndarray] | None:
+    """The sorted distinct non-null strings of ``s`` and every row's code, in one pass over the rows.
+
+    ``table_for(labels)`` gives the code of each label and, last, the code of a null row. The labels are
+    guessed from the first ``settings.chunk_rows`` rows; if a later row holds another value, the pass is
+    repeated with every distinct value (Polars' ``unique``). Matching is exact: an inline string (at most
+    12 bytes) by its bytes and length, a longer one by its length, prefix and hash and then byte by byte.
+    ``None`` without ``pyarrow`` or with more than ``settings.dictionary_cap`` distinct values.
+    """
+    from .kernels.frame import view_codes, view_record_keys
+
+    views = string_views(s)
+    if views is None:
+        return None
+    valid = s.is_not_null().to_numpy().view(np.uint8) if s.null_count() else _NO_ROWS_U8
+    guess = s.head(settings.chunk_rows).drop_nulls().unique().to_list()
+    for labels in (sorted(guess), None):
+        if labels is None:
+            labels = sorted(s.drop_nulls().unique().to_list())
+        if len(labels) > settings.dictionary_cap:
+            return None
+        table = table_for(labels)
+        key0 = np.zeros(len(labels), dtype=np.uint64)
+        key1 = np.zeros(len(labels), dtype=np.uint64)
+        label_views = string_views(pl.Series(labels, dtype=pl.String))
+        if labels and label_views is not None:
+            lv = label_views
+            view_record_keys(lv.wide, lv.words, lv.blob, lv.bases, key0, key1)
+        encoded = [lab.encode("utf-8") for lab in labels]
+        label_offsets = np.zeros(len(labels) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=label_offsets[1:])
+        label_bytes = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
+        out = np.empty(s.len(), dtype=table.dtype)
+        v = views
+        missed = view_codes(
+            v.wide, v.words, v.blob, v.bases, valid, key0, key1, label_bytes, label_offsets,
+            table[:-1], table[-1], settings.key_blocks, out,
+        )  # fmt: skip
+        if missed == 0:
+            return labels, out
+    return None
 
 
 @dataclass(frozen=True)
@@ -109,25 +194,6 @@ def _dictionary(
     if first_rows.shape[0] == 0 and counts.sum() > 0:
         return None  # two different strings with the same hash and length: let Polars compare them
     return Dictionary(first_rows, local, remap, chunk)
-
-
-def string_dictionary(s: pl.Series, settings: FrameEncodingConfig) -> tuple[list[str], Dictionary] | None:
-    """The distinct non-null strings of ``s`` (first-appearance order) and its :class:`Dictionary`.
-
-    Rows are told apart by a seeded 64-bit Polars hash and the byte length: two different strings of one
-    column are taken as equal only if both agree (probability below ``k**2 / 2**65`` for ``k`` distinct
-    values: 3e-14 for 1000). ``None`` when a chunk holds more than ``settings.dictionary_cap`` distinct
-    values (a high-cardinality column: Polars' own ``unique`` is the better tool there).
-    """
-    strings = s if s.dtype == pl.String else s.cast(pl.String)
-    hashes = strings.hash(seed=_HASH_SEED).to_numpy()
-    lengths = strings.str.len_bytes().fill_null(0).to_numpy()
-    valid = strings.is_not_null().to_numpy().view(np.uint8) if strings.null_count() else _NO_ROWS_U8
-    d = _dictionary(hashes, lengths, valid, settings)
-    if d is None:
-        return None
-    labels = strings.gather(d.first_rows).to_list()
-    return labels, d
 
 
 def keys_are_unique(keys: np.ndarray, settings: FrameEncodingConfig) -> bool:

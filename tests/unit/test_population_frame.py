@@ -30,7 +30,7 @@ from twinkernel.population_encode import (
     _dictionary,
     frame_from_pandas,
     keys_are_unique,
-    string_dictionary,
+    string_codes,
     string_view_keys,
 )
 
@@ -220,10 +220,38 @@ class TestCategoryCodes:
     def test_high_cardinality_column_takes_polars_path_with_equal_result(self):
         values = [f"label-{i % 700}" for i in range(3000)]
         s = pl.Series("specialty", values)
-        assert string_dictionary(s, SMALL) is None  # 256-row chunks hold > 40 distinct labels
+        assert string_codes(s, SMALL, lambda labels: np.zeros(len(labels) + 1, np.uint32)) is None
         target, codes = ref.category_codes(values, "unknown")
         out = _encode_category(s, "unknown", encoding=SMALL)
         assert out.dtype.categories.to_list() == target and out.to_physical().to_list() == codes
+
+    def test_label_first_seen_late_and_long_look_alikes(self):
+        """A label absent from the first chunk_rows rows forces the second pass; long labels that share
+        length and first bytes (and an inline one equal to a long one's start) stay apart."""
+        base = ["x" * 20 + "a", "x" * 20 + "b", "xxxx", "x" * 12, "x" * 13]
+        values = [base[i % 5] for i in range(1000)] + ["late-label", None, "x" * 20 + "a"]
+        s = pl.Series("region", values)
+        calls = []
+
+        def table_for(labels):
+            calls.append(list(labels))
+            return np.arange(len(labels) + 1, dtype=np.uint32)
+
+        got = string_codes(s, SMALL, table_for)
+        assert got is not None and len(calls) == 2  # the guess from 256 rows missed "late-label"
+        labels, codes = got
+        assert labels == sorted(set(base) | {"late-label"}) == calls[1]
+        assert codes.tolist() == [len(labels) if v is None else labels.index(v) for v in values]
+        target, ref_codes = ref.category_codes(values, "unknown")
+        out = _encode_category(s, "unknown", encoding=SMALL)
+        assert out.dtype.categories.to_list() == target and out.to_physical().to_list() == ref_codes
+
+    def test_all_null_and_empty_string_columns(self):
+        for values in ([None, None, None], ["", "", None], [""]):
+            s = pl.Series("region", values, dtype=pl.String)
+            target, codes = ref.category_codes(values, "unknown")
+            out = _encode_category(s, "unknown", encoding=SMALL)
+            assert out.dtype.categories.to_list() == target and out.to_physical().to_list() == codes
 
     def test_enum_with_nulls_unused_and_unsorted_categories(self):
         s = pl.Series("region", ["west", None, "south", "west"], dtype=pl.Enum(["zz", "west", "south"]))

@@ -129,6 +129,29 @@ def _inline_before(pl_, pa, pb, length, a, b):
 
 
 @njit(parallel=True, cache=True)
+def inline_string_keys(wide, n_blocks, out):
+    """:func:`string_view_keys` for a column whose strings are all inline (at most 12 bytes; the usual
+    ids): the view's two words only, no branches in the loop."""
+    n = out.shape[0]
+    block = (n + n_blocks - 1) // n_blocks
+    ordered = np.ones(n_blocks, dtype=np.uint8)
+    for b in prange(n_blocks):
+        lo = b * block
+        hi = min(n, (b + 1) * block)
+        if lo >= hi:
+            continue
+        pl_, pa, pb = _inline_words(wide, lo - 1 if lo > 0 else lo)
+        ok = True
+        for i in range(lo, hi):
+            length, a, wb = _inline_words(wide, i)
+            out[i] = mix64(_inline_fnv(length, a, wb))
+            ok = ok and (i == 0 or _inline_before(pl_, pa, pb, length, a, wb))
+            pl_, pa, pb = length, a, wb
+        ordered[b] = 1 if ok else 0
+    return ordered.all()
+
+
+@njit(parallel=True, cache=True)
 def string_view_keys(view_bytes, wide, words, blob, bases, n_blocks, out):
     """Twin keys of a string-view column into ``out`` (uint64); returns True when rows strictly increase.
 
@@ -350,3 +373,77 @@ def code_counts(codes, n_codes, n_blocks):
     for b in range(n_blocks):
         out += per_block[b]
     return out
+
+
+@njit(inline="always", cache=True)
+def _record_key(wide, words, blob, bases, i):
+    """Identity of string-view row ``i`` as two words: exact for inline strings (bytes and length); for
+    longer ones its length, first 4 bytes and FNV-1a (the caller compares the bytes too)."""
+    source, start, length = _view(words, bases, i)
+    if source == 0:
+        length, a, b = _inline_words(wide, i)
+        return a, b | (np.uint64(length) << np.uint64(32)), source, start, length
+    return wide[2 * i], fnv1a64(blob, start, start + length), source, start, length
+
+
+@njit(parallel=True, cache=True)
+def view_record_keys(wide, words, blob, bases, key0, key1):
+    """:func:`_record_key` of every row (for the few labels a column is encoded against)."""
+    for i in prange(key0.shape[0]):
+        k0, k1, _, _, _ = _record_key(wide, words, blob, bases, i)
+        key0[i] = k0
+        key1[i] = k1
+
+
+@njit(parallel=True, cache=True)
+def view_codes(wide, words, blob, bases, valid, label_key0, label_key1, label_bytes, label_offsets, final,
+               null_code, n_blocks, out):  # fmt: skip
+    """``out[i] = final[k]`` where row ``i`` holds label ``k``, ``null_code`` for a null row.
+
+    The labels arrive as their :func:`_record_key` words and their UTF-8 bytes (``label_bytes``, with
+    ``label_offsets``); a long string matches a label only when its bytes are equal. Returns the number of
+    blocks that met a value outside the labels (those blocks stop early; 0 means every row was coded).
+    """
+    n = out.shape[0]
+    n_labels = label_key0.shape[0]
+    size = _table_size(n_labels)
+    mask = np.uint64(size - 1)
+    table = np.full(size, _EMPTY, dtype=np.int32)
+    for k in range(n_labels):
+        slot = mix64(label_key0[k] ^ mix64(label_key1[k])) & mask
+        while table[slot] != _EMPTY:
+            slot = (slot + np.uint64(1)) & mask
+        table[slot] = k
+    has_valid = valid.shape[0] > 0
+    block = (n + n_blocks - 1) // n_blocks
+    missed = np.zeros(n_blocks, dtype=np.uint8)
+    for b in prange(n_blocks):
+        for i in range(b * block, min(n, (b + 1) * block)):
+            if has_valid and valid[i] == 0:
+                out[i] = null_code
+                continue
+            k0, k1, source, start, length = _record_key(wide, words, blob, bases, i)
+            slot = mix64(k0 ^ mix64(k1)) & mask
+            found = -1
+            while table[slot] != _EMPTY:
+                k = table[slot]
+                if label_key0[k] == k0 and label_key1[k] == k1:
+                    if source == 0:
+                        found = k
+                        break
+                    lo = label_offsets[k]
+                    if label_offsets[k + 1] - lo == length:
+                        same = True
+                        for j in range(length):
+                            if blob[start + j] != label_bytes[lo + j]:
+                                same = False
+                                break
+                        if same:
+                            found = k
+                            break
+                slot = (slot + np.uint64(1)) & mask
+            if found < 0:
+                missed[b] = 1
+                break
+            out[i] = final[found]
+    return missed.sum()
