@@ -122,7 +122,7 @@ def string_codes(
     12 bytes) by its bytes and length, a longer one by its length, prefix and hash and then byte by byte.
     ``None`` without ``pyarrow`` or with more than ``settings.dictionary_cap`` distinct values.
     """
-    from .kernels.frame import view_codes, view_record_keys
+    from .kernels.frame import inline_view_codes, view_codes, view_record_keys
 
     views = string_views(s)
     if views is None:
@@ -147,6 +147,13 @@ def string_codes(
         label_bytes = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
         out = np.empty(s.len(), dtype=table.dtype)
         v = views
+        if v.all_inline and (not labels or label_views is None or label_views.all_inline):
+            missed = inline_view_codes(
+                v.wide, valid, key0, key1, table[:-1], table[-1], settings.key_blocks, out
+            )
+            if missed == 0:
+                return labels, out
+            continue
         missed = view_codes(
             v.wide, v.words, v.blob, v.bases, valid, key0, key1, label_bytes, label_offsets,
             table[:-1], table[-1], settings.key_blocks, out,

@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._rng import _FNV_OFFSET, _FNV_PRIME, fnv1a64, mix64
+from ._rng import _FNV_OFFSET, _FNV_PRIME, _M2, fnv1a64, mix64
 
 NULL_CODE = 0xFFFF
 """Local code of a null row in :func:`chunk_dictionaries` (the local codes are uint16)."""
@@ -378,12 +378,15 @@ def code_counts(codes, n_codes, n_blocks):
 @njit(inline="always", cache=True)
 def _record_key(wide, words, blob, bases, i):
     """Identity of string-view row ``i`` as two words: exact for inline strings (bytes and length); for
-    longer ones its length, first 4 bytes and FNV-1a (the caller compares the bytes too)."""
+    longer ones its length and first 12 bytes (the caller compares the bytes after them too)."""
     source, start, length = _view(words, bases, i)
     if source == 0:
         length, a, b = _inline_words(wide, i)
         return a, b | (np.uint64(length) << np.uint64(32)), source, start, length
-    return wide[2 * i], fnv1a64(blob, start, start + length), source, start, length
+    second = np.uint64(0)  # bytes 4..11 (the view holds the length and bytes 0..3)
+    for j in range(8):
+        second |= np.uint64(blob[start + 4 + j]) << np.uint64(8 * j)
+    return wide[2 * i], second, source, start, length
 
 
 @njit(parallel=True, cache=True)
@@ -434,7 +437,7 @@ def view_codes(wide, words, blob, bases, valid, label_key0, label_key1, label_by
                     lo = label_offsets[k]
                     if label_offsets[k + 1] - lo == length:
                         same = True
-                        for j in range(length):
+                        for j in range(_INLINE, length):
                             if blob[start + j] != label_bytes[lo + j]:
                                 same = False
                                 break
@@ -446,4 +449,45 @@ def view_codes(wide, words, blob, bases, valid, label_key0, label_key1, label_by
                 missed[b] = 1
                 break
             out[i] = final[found]
+    return missed.sum()
+
+
+@njit(inline="always", cache=True)
+def _inline_slot(a, b, mask):
+    return mix64(a ^ (b * _M2)) & mask
+
+
+@njit(parallel=True, cache=True)
+def inline_view_codes(wide, valid, label_key0, label_key1, final, null_code, n_blocks, out):
+    """:func:`view_codes` for a column whose strings are all inline (at most 12 bytes): a row matches a
+    label when the two words (bytes and length) are equal, which is exact."""
+    n = out.shape[0]
+    n_labels = label_key0.shape[0]
+    size = _table_size(n_labels)
+    mask = np.uint64(size - 1)
+    table = np.full(size, _EMPTY, dtype=np.int32)
+    for k in range(n_labels):
+        slot = _inline_slot(label_key0[k], label_key1[k], mask)
+        while table[slot] != _EMPTY:
+            slot = (slot + np.uint64(1)) & mask
+        table[slot] = k
+    has_valid = valid.shape[0] > 0
+    block = (n + n_blocks - 1) // n_blocks
+    missed = np.zeros(n_blocks, dtype=np.uint8)
+    for b in prange(n_blocks):
+        for i in range(b * block, min(n, (b + 1) * block)):
+            if has_valid and valid[i] == 0:
+                out[i] = null_code
+                continue
+            length, a, wb = _inline_words(wide, i)
+            key1 = wb | (np.uint64(length) << np.uint64(32))
+            slot = _inline_slot(a, key1, mask)
+            k = table[slot]
+            while k != _EMPTY and (label_key0[k] != a or label_key1[k] != key1):
+                slot = (slot + np.uint64(1)) & mask
+                k = table[slot]
+            if k == _EMPTY:
+                missed[b] = 1
+                break
+            out[i] = final[k]
     return missed.sum()
