@@ -92,7 +92,7 @@ def _encode_category(
         all_labels = s.dtype.categories.to_list()  # type: ignore[attr-defined]
         physical = s.to_physical()
         raw = _as_numpy(physical.cast(pl.UInt32).fill_null(len(all_labels)) if has_nulls else physical)
-        counts = code_counts(raw, len(all_labels) + 1, 64)
+        counts = code_counts(raw, len(all_labels) + 1)
         present = np.flatnonzero(counts[: len(all_labels)])
         if (
             forced is None

@@ -359,135 +359,14 @@ def keys_have_duplicates(keys, bits, n_blocks):
     return found.any()
 
 
-@njit(parallel=True, cache=True)
-def code_counts(codes, n_codes, n_blocks):
-    """How many rows hold each code ``0 .. n_codes - 1`` (int64), counted over fixed blocks."""
-    n = codes.shape[0]
-    n_blocks = max(1, min(n_blocks, n))
-    block = (n + n_blocks - 1) // n_blocks
-    per_block = np.zeros((n_blocks, n_codes), dtype=np.int64)
-    for b in prange(n_blocks):
-        for i in range(b * block, min(n, (b + 1) * block)):
-            per_block[b, codes[i]] += 1
-    out = np.zeros(n_codes, dtype=np.int64)
-    for b in range(n_blocks):
-        out += per_block[b]
-    return out
+@njit(cache=True)
+def code_counts(codes, n_codes):
+    """How many rows hold each code ``0 .. n_codes - 1`` (int64).
 
-
-@njit(inline="always", cache=True)
-def _record_key(wide, words, blob, bases, i):
-    """Identity of string-view row ``i`` as two words: exact for inline strings (bytes and length); for
-    longer ones its length and first 12 bytes (the caller compares the bytes after them too)."""
-    source, start, length = _view(words, bases, i)
-    if source == 0:
-        length, a, b = _inline_words(wide, i)
-        return a, b | (np.uint64(length) << np.uint64(32)), source, start, length
-    second = np.uint64(0)  # bytes 4..11 (the view holds the length and bytes 0..3)
-    for j in range(8):
-        second |= np.uint64(blob[start + 4 + j]) << np.uint64(8 * j)
-    return wide[2 * i], second, source, start, length
-
-
-@njit(parallel=True, cache=True)
-def view_record_keys(wide, words, blob, bases, key0, key1):
-    """:func:`_record_key` of every row (for the few labels a column is encoded against)."""
-    for i in prange(key0.shape[0]):
-        k0, k1, _, _, _ = _record_key(wide, words, blob, bases, i)
-        key0[i] = k0
-        key1[i] = k1
-
-
-@njit(parallel=True, cache=True)
-def view_codes(wide, words, blob, bases, valid, label_key0, label_key1, label_bytes, label_offsets, final,
-               null_code, n_blocks, out):  # fmt: skip
-    """``out[i] = final[k]`` where row ``i`` holds label ``k``, ``null_code`` for a null row.
-
-    The labels arrive as their :func:`_record_key` words and their UTF-8 bytes (``label_bytes``, with
-    ``label_offsets``); a long string matches a label only when its bytes are equal. Returns the number of
-    blocks that met a value outside the labels (those blocks stop early; 0 means every row was coded).
+    Serial on purpose: one pass over 1-byte codes costs a few milliseconds for 10 M rows, less than
+    waking the thread pool on a loaded machine (a parallel version took 0.004-0.9 s at a load of 9).
     """
-    n = out.shape[0]
-    n_labels = label_key0.shape[0]
-    size = _table_size(n_labels)
-    mask = np.uint64(size - 1)
-    table = np.full(size, _EMPTY, dtype=np.int32)
-    for k in range(n_labels):
-        slot = mix64(label_key0[k] ^ mix64(label_key1[k])) & mask
-        while table[slot] != _EMPTY:
-            slot = (slot + np.uint64(1)) & mask
-        table[slot] = k
-    has_valid = valid.shape[0] > 0
-    block = (n + n_blocks - 1) // n_blocks
-    missed = np.zeros(n_blocks, dtype=np.uint8)
-    for b in prange(n_blocks):
-        for i in range(b * block, min(n, (b + 1) * block)):
-            if has_valid and valid[i] == 0:
-                out[i] = null_code
-                continue
-            k0, k1, source, start, length = _record_key(wide, words, blob, bases, i)
-            slot = mix64(k0 ^ mix64(k1)) & mask
-            found = -1
-            while table[slot] != _EMPTY:
-                k = table[slot]
-                if label_key0[k] == k0 and label_key1[k] == k1:
-                    if source == 0:
-                        found = k
-                        break
-                    lo = label_offsets[k]
-                    if label_offsets[k + 1] - lo == length:
-                        same = True
-                        for j in range(_INLINE, length):
-                            if blob[start + j] != label_bytes[lo + j]:
-                                same = False
-                                break
-                        if same:
-                            found = k
-                            break
-                slot = (slot + np.uint64(1)) & mask
-            if found < 0:
-                missed[b] = 1
-                break
-            out[i] = final[found]
-    return missed.sum()
-
-
-@njit(inline="always", cache=True)
-def _inline_slot(a, b, mask):
-    return mix64(a ^ (b * _M2)) & mask
-
-
-@njit(parallel=True, cache=True)
-def inline_view_codes(wide, valid, label_key0, label_key1, final, null_code, n_blocks, out):
-    """:func:`view_codes` for a column whose strings are all inline (at most 12 bytes): a row matches a
-    label when the two words (bytes and length) are equal, which is exact."""
-    n = out.shape[0]
-    n_labels = label_key0.shape[0]
-    size = _table_size(n_labels)
-    mask = np.uint64(size - 1)
-    table = np.full(size, _EMPTY, dtype=np.int32)
-    for k in range(n_labels):
-        slot = _inline_slot(label_key0[k], label_key1[k], mask)
-        while table[slot] != _EMPTY:
-            slot = (slot + np.uint64(1)) & mask
-        table[slot] = k
-    has_valid = valid.shape[0] > 0
-    block = (n + n_blocks - 1) // n_blocks
-    missed = np.zeros(n_blocks, dtype=np.uint8)
-    for b in prange(n_blocks):
-        for i in range(b * block, min(n, (b + 1) * block)):
-            if has_valid and valid[i] == 0:
-                out[i] = null_code
-                continue
-            length, a, wb = _inline_words(wide, i)
-            key1 = wb | (np.uint64(length) << np.uint64(32))
-            slot = _inline_slot(a, key1, mask)
-            k = table[slot]
-            while k != _EMPTY and (label_key0[k] != a or label_key1[k] != key1):
-                slot = (slot + np.uint64(1)) & mask
-                k = table[slot]
-            if k == _EMPTY:
-                missed[b] = 1
-                break
-            out[i] = final[k]
-    return missed.sum()
+    out = np.zeros(n_codes, dtype=np.int64)
+    for i in range(codes.shape[0]):
+        out[codes[i]] += 1
+    return out
