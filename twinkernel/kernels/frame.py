@@ -10,23 +10,28 @@ buffer ``k``. It computes every row's twin key (``mix64(fnv1a64(utf8))``, as ``_
 and whether the rows are strictly increasing (byte-wise, which is code-point order): sorted ids are unique
 without further work.
 
-Dictionary encoding in two parallel passes
-------------------------------------------
-The dictionary kernels number the distinct values of a uint64 column (a 64-bit hash of each string, or
-the address of each Python object of a pandas ``object`` column), optionally with a second uint64 per row
-(the byte length of each string) that must agree too.
+Codes of a string column
+------------------------
+:func:`view_codes` (and :func:`inline_view_codes` when every string is inline) maps every row to the code
+of its label in one pass, given the labels (their :func:`view_record_keys` words and bytes): an inline
+string is identified exactly by its view's two words (bytes and length, with the padding masked), a longer
+one by its length and first 12 bytes and then byte by byte. A row whose value is not among the labels stops
+its block and is reported, so the caller can retry with the complete label set.
 
-1. :func:`chunk_dictionaries`: rows are cut into fixed chunks (independent of the thread count); each chunk
-   numbers its distinct values in order of first appearance (a small open-addressing table) and writes
-   every row's local number.
-2. :func:`merge_dictionaries` (sequential, over the few distinct values only) gives every chunk-local
-   value its global number, in order of first appearance over the whole column;
-   :func:`apply_dictionary` maps every row through its chunk's table to the caller's final code.
+Dictionary encoding of 64-bit values
+------------------------------------
+:func:`chunk_dictionaries`, :func:`merge_dictionaries` and :func:`apply_dictionary` number the distinct
+values of a uint64 column (the addresses of the Python objects of a pandas ``object`` column), optionally
+with a second per-row word that must agree too:
+
+1. rows are cut into fixed chunks (independent of the thread count); each chunk numbers its distinct
+   values in order of first appearance (a small open-addressing table) and writes every row's local number;
+2. a sequential merge over the few distinct values gives each its global number, in order of first
+   appearance over the whole column; a parallel pass maps every row to the caller's final code.
 
 Everything is a pure function of the input, so codes are identical on any number of threads. A chunk with
 more than ``cap`` distinct values stops early and reports overflow (the caller then uses another method:
-these kernels are for low-cardinality columns), as does a row whose value matches an earlier row's but
-whose length does not (a hash collision, reported as overflow too).
+these kernels are for low-cardinality columns).
 
 Duplicates
 ----------
@@ -370,3 +375,121 @@ def code_counts(codes, n_codes):
     for i in range(codes.shape[0]):
         out[codes[i]] += 1
     return out
+
+
+@njit(inline="always", cache=True)
+def _record_key(wide, words, blob, bases, i):
+    """Identity of string-view row ``i`` as two words: exact for inline strings (bytes and length); for
+    longer ones its length and first 12 bytes (the caller compares the bytes after them too)."""
+    source, start, length = _view(words, bases, i)
+    if source == 0:
+        length, a, b = _inline_words(wide, i)
+        return a, b | (np.uint64(length) << np.uint64(32)), source, start, length
+    second = np.uint64(0)  # bytes 4..11 (the view holds the length and bytes 0..3)
+    for j in range(8):
+        second |= np.uint64(blob[start + 4 + j]) << np.uint64(8 * j)
+    return wide[2 * i], second, source, start, length
+
+
+@njit(parallel=True, cache=True)
+def view_record_keys(wide, words, blob, bases, key0, key1):
+    """:func:`_record_key` of every row (for the few labels a column is encoded against)."""
+    for i in prange(key0.shape[0]):
+        k0, k1, _, _, _ = _record_key(wide, words, blob, bases, i)
+        key0[i] = k0
+        key1[i] = k1
+
+
+@njit(parallel=True, cache=True)
+def view_codes(wide, words, blob, bases, valid, label_key0, label_key1, label_bytes, label_offsets, final,
+               null_code, n_blocks, out):  # fmt: skip
+    """``out[i] = final[k]`` where row ``i`` holds label ``k``, ``null_code`` for a null row.
+
+    The labels arrive as their :func:`_record_key` words and their UTF-8 bytes (``label_bytes``, with
+    ``label_offsets``); a long string matches a label only when its bytes are equal. Returns the number of
+    blocks that met a value outside the labels (those blocks stop early; 0 means every row was coded).
+    """
+    n = out.shape[0]
+    n_labels = label_key0.shape[0]
+    size = _table_size(n_labels)
+    mask = np.uint64(size - 1)
+    table = np.full(size, _EMPTY, dtype=np.int32)
+    for k in range(n_labels):
+        slot = mix64(label_key0[k] ^ mix64(label_key1[k])) & mask
+        while table[slot] != _EMPTY:
+            slot = (slot + np.uint64(1)) & mask
+        table[slot] = k
+    has_valid = valid.shape[0] > 0
+    block = (n + n_blocks - 1) // n_blocks
+    missed = np.zeros(n_blocks, dtype=np.uint8)
+    for b in prange(n_blocks):
+        for i in range(b * block, min(n, (b + 1) * block)):
+            if has_valid and valid[i] == 0:
+                out[i] = null_code
+                continue
+            k0, k1, source, start, length = _record_key(wide, words, blob, bases, i)
+            slot = mix64(k0 ^ mix64(k1)) & mask
+            found = -1
+            while table[slot] != _EMPTY:
+                k = table[slot]
+                if label_key0[k] == k0 and label_key1[k] == k1:
+                    if source == 0:
+                        found = k
+                        break
+                    lo = label_offsets[k]
+                    if label_offsets[k + 1] - lo == length:
+                        same = True
+                        for j in range(_INLINE, length):
+                            if blob[start + j] != label_bytes[lo + j]:
+                                same = False
+                                break
+                        if same:
+                            found = k
+                            break
+                slot = (slot + np.uint64(1)) & mask
+            if found < 0:
+                missed[b] = 1
+                break
+            out[i] = final[found]
+    return missed.sum()
+
+
+@njit(inline="always", cache=True)
+def _inline_slot(a, b, mask):
+    return mix64(a ^ (b * _M2)) & mask
+
+
+@njit(parallel=True, cache=True)
+def inline_view_codes(wide, valid, label_key0, label_key1, final, null_code, n_blocks, out):
+    """:func:`view_codes` for a column whose strings are all inline (at most 12 bytes): a row matches a
+    label when the two words (bytes and length) are equal, which is exact."""
+    n = out.shape[0]
+    n_labels = label_key0.shape[0]
+    size = _table_size(n_labels)
+    mask = np.uint64(size - 1)
+    table = np.full(size, _EMPTY, dtype=np.int32)
+    for k in range(n_labels):
+        slot = _inline_slot(label_key0[k], label_key1[k], mask)
+        while table[slot] != _EMPTY:
+            slot = (slot + np.uint64(1)) & mask
+        table[slot] = k
+    has_valid = valid.shape[0] > 0
+    block = (n + n_blocks - 1) // n_blocks
+    missed = np.zeros(n_blocks, dtype=np.uint8)
+    for b in prange(n_blocks):
+        for i in range(b * block, min(n, (b + 1) * block)):
+            if has_valid and valid[i] == 0:
+                out[i] = null_code
+                continue
+            length, a, wb = _inline_words(wide, i)
+            key1 = wb | (np.uint64(length) << np.uint64(32))
+            slot = _inline_slot(a, key1, mask)
+            k = table[slot]
+            while k != _EMPTY and (label_key0[k] != a or label_key1[k] != key1):
+                slot = (slot + np.uint64(1)) & mask
+                k = table[slot]
+            if k == _EMPTY:
+                missed[b] = 1
+                break
+            out[i] = final[k]
+    return missed.sum()
