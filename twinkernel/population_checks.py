@@ -244,15 +244,13 @@ def check_twin_ids(ids: pl.Series, encoding: FrameEncodingConfig | None = None) 
         return keys
     if ids.n_unique() == ids.len():
         return keys
-    duplicated = ids.is_duplicated()
-    if duplicated.any():
-        rows = np.flatnonzero(duplicated.to_numpy())
-        first = ids[int(rows[0])]
-        same = np.flatnonzero((ids == first).to_numpy())[:3].tolist()
-        raise ValueError(
-            f"`twin_id` must be unique; {first!r} appears at rows {same} "
-            f"({rows.size} rows share an id with another row)"
-        )
+    rows = np.flatnonzero(ids.is_duplicated().to_numpy())
+    first = ids[int(rows[0])]
+    same = np.flatnonzero((ids == first).to_numpy())[:3].tolist()
+    raise ValueError(
+        f"`twin_id` must be unique; {first!r} appears at rows {same} "
+        f"({rows.size} rows share an id with another row)"
+    )
 
 
 def twin_keys(ids: pl.Series) -> np.ndarray:

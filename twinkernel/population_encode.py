@@ -22,7 +22,7 @@ import ctypes
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -231,7 +231,7 @@ def _object_addresses(values: np.ndarray) -> np.ndarray:
     the result). NumPy refuses ``values.view(np.uint64)`` for arrays of references, so read the same
     memory through ctypes; the pointers are compared, never dereferenced."""
     raw = (ctypes.c_char * values.nbytes).from_address(values.ctypes.data)
-    out = np.frombuffer(raw, dtype=np.uint64)
+    out = np.frombuffer(cast(Any, raw), dtype=np.uint64)
     out.setflags(write=False)
     return out
 
@@ -303,5 +303,5 @@ def frame_from_pandas(
             s = _object_category(name, col, settings)
         elif col.dtype == object and name in string_columns:
             s = _object_strings(name, col)
-        out.append(pl.from_pandas(col) if s is None else s)
+        out.append(cast(pl.Series, pl.from_pandas(col)) if s is None else s)
     return pl.DataFrame(out)
