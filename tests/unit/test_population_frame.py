@@ -307,6 +307,9 @@ class TestWholePopulation:
         fast = TwinPopulation.from_frame(pdf)
         slow = TwinPopulation.from_frame(pl.from_pandas(pdf))
         _assert_same_population(fast, slow)
+        assert fast.fingerprint() == slow.fingerprint()
+        for col in CATEGORIES:
+            assert fast.frame[col].cast(pl.String).to_list() == slow.frame[col].cast(pl.String).to_list()
         if cats == "object":
             assert fast.frame["region"][3] == fast.frame["region"][4] == "unknown"
             assert fast.kernel_columns.defaulted[3] & DEFAULTED_BITS["region"]
