@@ -41,9 +41,7 @@ __all__ = [
 
 _NO_ROWS_U8 = np.empty(0, dtype=np.uint8)
 _NO_ROWS_U32 = np.empty(0, dtype=np.uint32)
-_HASH_SEED = 0x7417_2026
 _INLINE_BYTES = 12  # Arrow string views hold strings of up to 12 bytes in the view itself
-"""Seed of the Polars hash that numbers a string column's distinct values (any fixed value works)."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ def string_codes(
     ``table_for(labels)`` gives the code of each label and, last, the code of a null row. The labels are
     guessed from the first ``settings.chunk_rows`` rows; if a later row holds another value, the pass is
     repeated with every distinct value (Polars' ``unique``). Matching is exact: an inline string (at most
-    12 bytes) by its bytes and length, a longer one by its length, prefix and hash and then byte by byte.
+    12 bytes) by its bytes and length, a longer one by its length and first 12 bytes, then byte by byte.
     ``None`` without ``pyarrow`` or with more than ``settings.dictionary_cap`` distinct values.
     """
     from .kernels.frame import inline_view_codes, view_codes, view_record_keys
@@ -199,7 +197,7 @@ def _dictionary(
     remap = np.zeros((n_chunks, cap), dtype=np.int64)
     first_rows = merge_dictionaries(values, lengths, reps, counts, remap)
     if first_rows.shape[0] == 0 and counts.sum() > 0:
-        return None  # two different strings with the same hash and length: let Polars compare them
+        return None  # equal values whose second words differ: let the caller's slow path decide
     return Dictionary(first_rows, local, remap, chunk)
 
 
@@ -237,7 +235,7 @@ def _object_addresses(values: np.ndarray) -> np.ndarray:
 
 
 def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.Series | None:
-    """A pandas ``object`` column of strings as a Polars Enum (labels in first-appearance order), found
+    """A pandas ``object`` column of strings as a Polars Enum (sorted labels, every one present), found
     through the distinct Python objects; ``None`` when it holds anything but str and missing values, or
     too many distinct objects."""
     values = col.to_numpy(dtype=object, copy=False)
