@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .config_effect_learning import EffectLearningConfig
+from .config_frame import FrameEncodingConfig
 from .config_performance import PerformanceConfig
 from .config_sweep import SweepConfig
 from .config_synthesis import SynthesisConfig
@@ -289,6 +290,7 @@ class SimulationConfig(_Section):
     known_channels: tuple[str, ...] = Field(min_length=1)
     missing_value_defaults: MissingValueDefaults
     population_checks: PopulationChecksConfig
+    frame_encoding: FrameEncodingConfig
     intervention_effects: InterventionEffectsConfig
     recommendations: RecommendationConfig
     timeout: TimeoutConfig

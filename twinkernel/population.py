@@ -17,28 +17,33 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from .config import TwinkernelConfig, get_config
-from .models import ADOPTION_STAGES, DigitalTwin, InterventionConfig, PopulationFilter, TwinType
+from .models import DigitalTwin, InterventionConfig, PopulationFilter, TwinType
+from .population_build import (
+    ADOPTION_CATEGORIES,
+    DEFAULTED_BITS,
+    EFFECT_MODEL_COLUMNS,
+    RECOGNISED_COLUMNS,
+    TWIN_FEATURE_COLUMNS,
+    KernelColumns,
+    build_columns,
+)
 from .population_checks import (
     _as_numpy,
-    _encode_category,
     _enum_labels,
-    check_float_column,
-    check_integer_column,
-    check_twin_ids,
     find_unmatched,
     near_miss,
     suggest_for_unmatched,
-    twin_keys,
 )
+from .population_encode import frame_from_pandas
 
 __all__ = [
+    "ADOPTION_CATEGORIES",
     "DEFAULTED_BITS",
     "EFFECT_MODEL_COLUMNS",
     "TWIN_FEATURE_COLUMNS",
@@ -46,93 +51,8 @@ __all__ = [
     "TwinPopulation",
 ]
 
-TWIN_FEATURE_COLUMNS: tuple[str, ...] = (
-    "specialty",
-    "decile",
-    "region",
-    "digital_engagement_score",
-    "adoption_stage",
-    "priority_tier",
-    "peer_influence_score",
-    "preferred_channel",
-)
-"""The twin features the effect model reads, in frame order (after ``twin_id``)."""
-ADOPTION_CATEGORIES: tuple[str, ...] = (*ADOPTION_STAGES, "other")
-"""Adoption stage codes: the five known stages, then ``other`` for any unrecognised value."""
-ADOPTION_OTHER_CODE = len(ADOPTION_STAGES)
 
-_FLOAT_COLUMNS = (
-    "digital_engagement_score",
-    "peer_influence_score",
-    "baseline_propensity",
-    "baseline_outcome",
-)
-_INT_COLUMNS = {"decile": pl.Int16, "priority_tier": pl.Int8}
-_CATEGORY_COLUMNS = ("specialty", "region", "preferred_channel")
-DEFAULTED_BITS: dict[str, int] = {
-    name: 1 << i
-    for i, name in enumerate(
-        (
-            "decile",
-            "digital_engagement_score",
-            "adoption_stage",
-            "priority_tier",
-            "peer_influence_score",
-            "baseline_propensity",
-            "baseline_outcome",
-            "specialty",
-            "region",
-            "preferred_channel",
-        )
-    )
-}
-"""Bit set in the per-twin mask when that column's value was missing and took its default."""
-EFFECT_MODEL_COLUMNS: tuple[str, ...] = (
-    "decile",
-    "digital_engagement_score",
-    "adoption_stage",
-    "priority_tier",
-    "peer_influence_score",
-    "baseline_propensity",
-    "baseline_outcome",
-)
-"""Columns the effect model and the power analysis read: absent or mostly missing ones are warned about."""
-RECOGNISED_COLUMNS: tuple[str, ...] = (
-    "twin_id",
-    *TWIN_FEATURE_COLUMNS,
-    "baseline_outcome",
-    "baseline_propensity",
-)
-
-
-@dataclass(frozen=True)
-class KernelColumns:
-    """Contiguous arrays handed to the kernels (read-only views where Polars allows)."""
-
-    decile: np.ndarray  # int16, raw (kernels clamp)
-    engagement: np.ndarray  # float64, raw
-    adoption: np.ndarray  # uint8 codes into ADOPTION_CATEGORIES
-    tier: np.ndarray  # int8, raw
-    peer: np.ndarray  # float64, raw
-    propensity: np.ndarray  # float64, raw
-    baseline: np.ndarray  # float64
-    specialty: np.ndarray  # integer codes into specialty_labels
-    region: np.ndarray  # integer codes into region_labels
-    channel: np.ndarray  # integer codes into channel_labels
-    specialty_labels: tuple[str, ...]
-    region_labels: tuple[str, ...]
-    channel_labels: tuple[str, ...]
-    defaulted: np.ndarray  # uint16 bit mask per twin, see DEFAULTED_BITS
-    segment_codes: tuple[np.ndarray, ...]  # uint8 codes for (specialty, decile, region, adoption_stage)
-    segment_labels: tuple[tuple[str, ...], ...]
-    twin_key: np.ndarray  # uint64 stable key of each twin_id (indexes the twin's random noise)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(
-            a.nbytes
-            for a in (self.decile, self.engagement, self.adoption, self.tier, self.peer, self.propensity)
-        )
+_CATEGORY_INPUTS = ("specialty", "region", "preferred_channel", "adoption_stage")
 
 
 class TwinPopulation:
@@ -206,11 +126,17 @@ class TwinPopulation:
         outcome_residual_sd: float | None = None,
         config: TwinkernelConfig | None = None,
     ) -> TwinPopulation:
-        """Build from a Polars or pandas DataFrame."""
+        """Build from a Polars or pandas DataFrame.
+
+        A pandas frame's ``object`` columns of categories and ids are read without converting every
+        Python string (:func:`~twinkernel.population_encode.frame_from_pandas`); the result is the same as
+        building from ``pl.from_pandas(df)``.
+        """
         if isinstance(df, pl.DataFrame):
             frame = df
         elif type(df).__module__.startswith("pandas"):
-            frame = pl.from_pandas(df)
+            encoding = (config or get_config()).simulation.frame_encoding
+            frame = frame_from_pandas(df, _CATEGORY_INPUTS, ("twin_id",), encoding)
         else:
             raise TypeError(f"`df` must be a polars or pandas DataFrame; got {type(df).__name__}")
         return cls(frame, twin_type, brand, model_id, outcome_residual_sd, config)
@@ -243,123 +169,9 @@ class TwinPopulation:
     def _normalise(
         self, frame: pl.DataFrame, inherited: np.ndarray | None
     ) -> tuple[pl.DataFrame, KernelColumns]:
-        defaults = self._config.simulation.missing_value_defaults
-        checks = self._config.simulation.population_checks
-        n = frame.height
-        defaulted = np.zeros(n, dtype=np.uint16) if inherited is None else inherited.copy()
-        cols: dict[str, pl.Series] = {}
-        if inherited is None:
-            self._missing_columns = tuple(c for c in RECOGNISED_COLUMNS[1:] if c not in frame.columns)
-
-        if "twin_id" in frame.columns:
-            ids = frame["twin_id"]
-            check_twin_ids(ids)
-        else:
-            ids = pl.Series("twin_id", np.arange(n, dtype=np.int64))
-        cols["twin_id"] = ids
-        row_ids = ids if "twin_id" in frame.columns else None
-
-        def mark_nulls(name: str, s: pl.Series) -> None:
-            if s.null_count():
-                defaulted[_as_numpy(s.is_null())] |= DEFAULTED_BITS[name]
-
-        for name in _FLOAT_COLUMNS:
-            if name in frame.columns:
-                bound = checks.max_abs_value if name == "baseline_outcome" else None
-                checked = check_float_column(frame[name], name, row_ids, bound)
-                s = checked.series
-                if checked.out_of_range:
-                    example = checked.example_row
-                    assert example is not None
-                    self._warnings.append(
-                        f"column '{name}': {checked.out_of_range} of {n} values are NaN, infinite or beyond "
-                        f"±{checks.max_abs_value:g} (first at row {example}: {frame[name][example]!r}); "
-                        f"they were treated as missing and took the default {getattr(defaults, name)}"
-                    )
-            else:
-                s = pl.Series(name, [None] * n, dtype=pl.Float64)
-            mark_nulls(name, s)
-            if s.null_count():
-                s = s.fill_null(float(getattr(defaults, name)))
-            cols[name] = s.alias(name)
-
-        for name, dtype in _INT_COLUMNS.items():
-            if name in frame.columns:
-                s = check_integer_column(frame[name], name, dtype, row_ids)
-            else:
-                s = pl.Series(name, [None] * n, dtype=dtype)
-            mark_nulls(name, s)
-            if s.null_count():
-                s = s.fill_null(int(getattr(defaults, name)))
-            cols[name] = s.alias(name)
-
-        for name in _CATEGORY_COLUMNS:
-            s = frame[name] if name in frame.columns else pl.Series(name, [None] * n, dtype=pl.String)
-            mark_nulls(name, s)
-            cols[name] = _encode_category(s, getattr(defaults, name)).alias(name)
-
-        s = (
-            frame["adoption_stage"]
-            if "adoption_stage" in frame.columns
-            else pl.Series("adoption_stage", [None] * n, dtype=pl.String)
-        )
-        mark_nulls("adoption_stage", s)
-        cols["adoption_stage"] = _encode_category(
-            s, defaults.adoption_stage, forced=ADOPTION_CATEGORIES, normalise=True
-        ).alias("adoption_stage")
-
-        ordered = ["twin_id", *TWIN_FEATURE_COLUMNS, "baseline_outcome", "baseline_propensity"]
-        extra = [c for c in frame.columns if c not in cols]
-        out = pl.DataFrame([cols[c] for c in ordered] + [frame[c] for c in extra])
-
-        decile = _as_numpy(out["decile"])
-        eff = self._config.simulation.intervention_effects
-        decile_seg = (np.clip(decile, eff.decile.low, eff.decile.high) - eff.decile.low).astype(np.uint8)
-        spec = out["specialty"]
-        reg = out["region"]
-        chan = out["preferred_channel"]
-        adoption = _as_numpy(out["adoption_stage"].to_physical())
-        specialty_codes = _as_numpy(spec.to_physical())
-        region_codes = _as_numpy(reg.to_physical())
-        spec_labels = _enum_labels(spec)
-        reg_labels = _enum_labels(reg)
-        segment_codes = (
-            tuple(
-                c if c.dtype == np.uint8 else c.astype(np.uint8)
-                for c in (specialty_codes, decile_seg, region_codes, adoption)
-            )
-            if max(len(spec_labels), len(reg_labels)) <= 255
-            else tuple(c.astype(np.uint32) for c in (specialty_codes, decile_seg, region_codes, adoption))
-        )
-        for arr in segment_codes:
-            arr.setflags(write=False)  # one numba specialisation (read-only) for every code tuple
-        defaulted.setflags(write=False)
-        keys = twin_keys(ids)
-        keys.setflags(write=False)
-        columns = KernelColumns(
-            decile=decile,
-            engagement=_as_numpy(out["digital_engagement_score"]),
-            adoption=adoption,
-            tier=_as_numpy(out["priority_tier"]),
-            peer=_as_numpy(out["peer_influence_score"]),
-            propensity=_as_numpy(out["baseline_propensity"]),
-            baseline=_as_numpy(out["baseline_outcome"]),
-            specialty=specialty_codes,
-            region=region_codes,
-            channel=_as_numpy(chan.to_physical()),
-            specialty_labels=spec_labels,
-            region_labels=reg_labels,
-            channel_labels=_enum_labels(chan),
-            defaulted=defaulted,
-            segment_codes=segment_codes,
-            segment_labels=(
-                spec_labels,
-                tuple(str(d) for d in range(eff.decile.low, eff.decile.high + 1)),
-                reg_labels,
-                ADOPTION_CATEGORIES,
-            ),
-            twin_key=keys,
-        )
+        out, columns, missing = build_columns(frame, self._config, inherited, self._warnings)
+        if missing is not None:
+            self._missing_columns = missing
         return out, columns
 
     def _check_columns(self, given: Sequence[str]) -> None:

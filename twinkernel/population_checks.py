@@ -13,7 +13,8 @@ plus what was found, or raises ``ValueError`` naming the column, the rule and an
 - ``baseline_outcome``, which no kernel clamps, treats NaN, ±inf and values beyond
   ``simulation.population_checks.max_abs_value`` as missing (counted and defaulted); the features the
   kernels clamp to 0..1 keep ±inf (clamped and counted there) and treat NaN as missing;
-- ``twin_id`` must be unique and not null; its stable 64-bit key is computed here (see ``kernels._rng``).
+- ``twin_id`` must be unique and not null; its stable 64-bit key is computed here (see ``kernels._rng``)
+  and checked for duplicates first (the ids themselves are compared only when two keys are equal).
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from .population_encode import keys_are_unique, string_codes, string_view_keys
+
 if TYPE_CHECKING:
+    from .config_frame import FrameEncodingConfig
     from .models import InterventionConfig, PopulationFilter
     from .population import KernelColumns
 
@@ -62,36 +66,75 @@ def _enum_labels(s: pl.Series) -> tuple[str, ...]:
 
 
 def _encode_category(
-    s: pl.Series, default: str, forced: Sequence[str] | None = None, normalise: bool = False
+    s: pl.Series,
+    default: str,
+    forced: Sequence[str] | None = None,
+    normalise: bool = False,
+    encoding: FrameEncodingConfig | None = None,
 ) -> pl.Series:
     """Encode a column as a polars Enum without materialising per-row strings; nulls take ``default``.
 
     Only the distinct labels are handled in Python: rows are mapped through a small code lookup. With
     ``forced`` the categories are fixed (stable codes across frames) and any label outside them becomes
     ``"other"``; ``normalise`` strips and lower-cases labels before matching. Otherwise the categories are
-    the sorted distinct labels (plus ``default`` when there are nulls).
+    the sorted distinct labels (plus ``default`` when there are nulls). With ``encoding``, a string column
+    is coded in one kernel pass (:func:`~twinkernel.population_encode.string_codes`) when it has few
+    distinct values; the codes are the same as Polars' path gives.
     """
     has_nulls = s.null_count() > 0
-    if s.dtype == pl.Enum and forced is None and not has_nulls:
-        categories = s.dtype.categories.to_list()  # type: ignore[attr-defined]
-        if categories == sorted(categories) and s.to_physical().n_unique() == len(categories):
-            return s  # already what this function would build: sorted labels, every one present
+    fast = None
+    raw: np.ndarray | None = None
     if s.dtype == pl.Enum:
         # an Enum's labels are known: map its codes through a lookup (no per-row strings; 10 M rows of
         # strings cost ~500 MB). Only the labels present count, so the result equals the string path's.
+        from .kernels.frame import code_counts
+
         all_labels = s.dtype.categories.to_list()  # type: ignore[attr-defined]
-        raw = _as_numpy(s.to_physical().fill_null(len(all_labels)).cast(pl.UInt32))
-        present = np.flatnonzero(np.bincount(raw, minlength=len(all_labels) + 1)[: len(all_labels)])
+        physical = s.to_physical()
+        raw = _as_numpy(physical.cast(pl.UInt32).fill_null(len(all_labels)) if has_nulls else physical)
+        counts = code_counts(raw, len(all_labels) + 1)
+        present = np.flatnonzero(counts[: len(all_labels)])
+        if (
+            forced is None
+            and not has_nulls
+            and present.size == len(all_labels)
+            and all_labels == sorted(all_labels)
+        ):
+            return s  # already what this function would build: sorted labels, every one present
         labels = sorted(all_labels[i] for i in present)
         rank = {lab: i for i, lab in enumerate(labels)}
         to_rank = np.asarray([rank.get(lab, 0) for lab in all_labels] + [len(labels)], dtype=np.uint32)
-        physical = pl.Series(to_rank[raw])  # nulls carry the sentinel len(labels): the default below
+        # nulls carry the sentinel len(all_labels) -> len(labels): the default below
     else:
         # Every other flavour (String, Categorical, pandas category or object) goes through its string
         # labels, so equal values give equal codes and labels whatever the input type.
         strings = s if s.dtype == pl.String else s.cast(pl.String)
-        labels = strings.drop_nulls().unique().sort().to_list()
-        physical = strings.replace_strict(labels, list(range(len(labels))), return_dtype=pl.UInt32)
+        if encoding is not None and s.len():
+
+            def table_for(labels: list[str]) -> np.ndarray:
+                return _targets(labels, default, has_nulls, forced, normalise)[1]
+
+            fast = string_codes(strings, encoding, table_for)
+        if fast is not None:
+            labels = fast[0]
+        else:
+            labels = strings.drop_nulls().unique().sort().to_list()
+            physical = strings.replace_strict(labels, list(range(len(labels))), return_dtype=pl.UInt32)
+    target, table = _targets(labels, default, has_nulls, forced, normalise)
+    if fast is not None:
+        codes = fast[1]
+    elif raw is not None:
+        codes = table[to_rank][raw]
+    else:
+        codes = table[_as_numpy(physical.fill_null(len(labels)).cast(pl.UInt32))]
+    return pl.Series(s.name, codes).cat.to(pl.Enum(target))
+
+
+def _targets(
+    labels: list[str], default: str, has_nulls: bool, forced: Sequence[str] | None, normalise: bool
+) -> tuple[list[str], np.ndarray]:
+    """The Enum categories of a column whose sorted distinct labels are ``labels``, and the code of each
+    label (then, last, the code of a missing value)."""
     if forced is not None:
         target = list(forced)
         index = {t: i for i, t in enumerate(target)}
@@ -102,9 +145,7 @@ def _encode_category(
         index = {t: i for i, t in enumerate(target)}
         lut = [index[lab] for lab in labels]
     dtype = np.uint8 if len(target) <= 256 else np.uint32
-    table = np.asarray([*lut, target.index(default) if has_nulls else 0], dtype=dtype)
-    codes = table[_as_numpy(physical.fill_null(len(labels)).cast(pl.UInt32))]
-    return pl.Series(s.name, codes).cat.to(pl.Enum(target))
+    return target, np.asarray([*lut, target.index(default) if has_nulls else 0], dtype=dtype)
 
 
 def _row_label(ids: pl.Series | None, row: int) -> str:
@@ -186,52 +227,61 @@ def check_integer_column(
     return values.clip(float(lo), float(hi)).cast(dtype).alias(name)
 
 
-def check_twin_ids(ids: pl.Series) -> None:
-    """Reject null or duplicate ``twin_id`` values, naming an example."""
+def check_twin_ids(ids: pl.Series, encoding: FrameEncodingConfig | None = None) -> np.ndarray:
+    """Reject null or duplicate ``twin_id`` values, naming an example; return the ids' keys (read-only).
+
+    Strictly increasing ids are unique. Otherwise, with ``encoding``, uniqueness is checked on the 64-bit
+    keys first (:func:`keys_are_unique`): distinct keys mean distinct ids. Only when two keys are equal (a
+    duplicate id, or a hash collision of two different string ids) are the ids themselves compared.
+    """
     if ids.null_count():
         row = int(np.flatnonzero(ids.is_null().to_numpy())[0])
         raise ValueError(f"`twin_id` must not be null; row {row} is null ({ids.null_count()} null ids)")
-    if ids.dtype.is_integer():
-        # sorted ids (the common case) are unique when strictly increasing; otherwise sort a copy: both
-        # far lighter than a hash set over 10 M ids
-        arr = ids.to_numpy()
-        if bool(np.all(arr[1:] > arr[:-1])):
-            return
-        ordered = np.sort(arr)
-        if not bool(np.any(ordered[1:] == ordered[:-1])):
-            return
-    elif ids.n_unique() == ids.len():
-        return
-    duplicated = ids.is_duplicated()
-    if duplicated.any():
-        rows = np.flatnonzero(duplicated.to_numpy())
-        first = ids[int(rows[0])]
-        same = np.flatnonzero((ids == first).to_numpy())[:3].tolist()
-        raise ValueError(
-            f"`twin_id` must be unique; {first!r} appears at rows {same} "
-            f"({rows.size} rows share an id with another row)"
-        )
+    n_blocks = 64 if encoding is None else encoding.key_blocks
+    keys, increasing = _keys_and_order(ids, n_blocks)
+    keys.setflags(write=False)
+    if increasing or (encoding is not None and keys_are_unique(keys, encoding)):
+        return keys
+    if ids.n_unique() == ids.len():
+        return keys
+    rows = np.flatnonzero(ids.is_duplicated().to_numpy())
+    first = ids[int(rows[0])]
+    same = np.flatnonzero((ids == first).to_numpy())[:3].tolist()
+    raise ValueError(
+        f"`twin_id` must be unique; {first!r} appears at rows {same} "
+        f"({rows.size} rows share an id with another row)"
+    )
 
 
 def twin_keys(ids: pl.Series) -> np.ndarray:
     """The stable 64-bit key of every twin id (uint64; definition in :mod:`twinkernel.kernels._rng`)."""
+    return _keys_and_order(ids, 64)[0]
+
+
+def _keys_and_order(ids: pl.Series, n_blocks: int) -> tuple[np.ndarray, bool]:
+    """Twin keys, and whether the ids strictly increase (integers by value, strings byte-wise)."""
     from .kernels._rng import twin_keys_from_ints, twin_keys_from_strings
 
     n = ids.len()
     out = np.empty(n, dtype=np.uint64)
     if n == 0:
-        return out
+        return out, True
     if ids.dtype.is_integer():
         wide = ids.cast(pl.UInt64) if ids.dtype == pl.UInt64 else ids.cast(pl.Int64)
-        values = np.ascontiguousarray(wide.rechunk().to_numpy()).view(np.uint64)
-        twin_keys_from_ints(values, out)
-        return out
+        arr = wide.rechunk().to_numpy()
+        twin_keys_from_ints(np.ascontiguousarray(arr).view(np.uint64), out)
+        return out, bool(np.all(arr[1:] > arr[:-1]))
     strings = ids if ids.dtype == pl.String else ids.cast(pl.String)
+    if strings.null_count() == 0:
+        fast = string_view_keys(strings, n_blocks)
+        if fast is not None:
+            return fast
+    # no pyarrow (or nulls, which only the error path meets): one Python string of every id
     data = np.frombuffer(strings.str.join("").item().encode("utf-8"), dtype=np.uint8)
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(strings.str.len_bytes().to_numpy(), out=offsets[1:])
+    np.cumsum(strings.str.len_bytes().fill_null(0).to_numpy(), out=offsets[1:])
     twin_keys_from_strings(data, offsets, out)
-    return out
+    return out, False
 
 
 def near_miss(name: str, candidates: Iterable[str], cutoff: float) -> str | None:

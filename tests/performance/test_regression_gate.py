@@ -36,7 +36,8 @@ import numpy as np
 import pytest
 
 from benchmarks.bench_bootstrap import SEED, bare_hash_pass, bootstrap_values, scipy_interval
-from benchmarks.cases import interleaved_times, one_thread
+from benchmarks.cases import EMAIL, interleaved_times, one_thread
+from twinkernel import SimulationEngine, TwinPopulation
 from twinkernel.bootstrap import bootstrap_ci
 
 RATIOS_PATH = Path(__file__).with_name("regression_ratios.json")
@@ -138,9 +139,53 @@ def test_ratio_did_not_regress(case: str) -> None:
     )
 
 
+# --- from_frame beside one simulate of the same population (issue 13) -------------------------------------
+FRAME_ROWS = 1_000_000
+FRAME_CASES = {
+    f"from_frame_{flavour}_1m_vs_simulate": flavour for flavour in ("polars_strings", "pandas")
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(FRAME_CASES))
+def test_from_frame_ratio_did_not_regress(case: str) -> None:
+    """``from_frame`` of 1 M user rows (string columns) over one ``simulate`` of that population."""
+    from benchmarks.bench_population import raw_frame
+
+    df = raw_frame(FRAME_ROWS, flavour=FRAME_CASES[case])
+    built = TwinPopulation.from_frame(df)
+    engine = SimulationEngine(built, cache=False)
+    assert built.n == FRAME_ROWS and built.kernel_columns.specialty_labels[0] == "cardiology"
+    ours = lambda: TwinPopulation.from_frame(df)  # noqa: E731
+    reference = lambda: engine.simulate(EMAIL, seed=SEED)  # noqa: E731
+    what = "simulate (heterogeneity on) of the population built from that frame"
+    ratio, mine, ref = measure_ratio(ours, reference, ROUNDS)
+    stored = _load()
+    if UPDATE:
+        stored["cases"][case] = {
+            "ratio": round(ratio, 4),
+            "ours_s": round(mine, 4),
+            "reference_s": round(ref, 4),
+            "reference": what,
+            "recorded": dt.date.today().isoformat(),
+            "rounds": ROUNDS,
+            "python": platform.python_version(),
+        }
+        RATIOS_PATH.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+        return
+    assert case in stored["cases"], (
+        f"no recorded ratio for {case!r}: record it with TWINKERNEL_UPDATE_RATIOS=1"
+    )
+    limit = stored["cases"][case]["ratio"] * (1.0 + float(stored["tolerance"]))
+    if ratio > limit:  # measure again before failing: load bursts pass, regressions stay
+        ratio, mine, ref = measure_ratio(ours, reference, RETRY_ROUNDS)
+    assert ratio <= limit, (
+        f"{case}: {ratio:.4f} ({mine:.4f} s against {ref:.4f} s, {what}); limit {limit:.4f}"
+    )
+
+
 def test_recorded_ratios_cover_every_case() -> None:
     stored = _load()
     assert 0.0 < stored["tolerance"] <= 0.5
-    assert sorted(stored["cases"]) == sorted(CASES)
+    assert sorted(stored["cases"]) == sorted([*CASES, *FRAME_CASES])
     for case, entry in stored["cases"].items():
         assert entry["ratio"] > 0.0, case

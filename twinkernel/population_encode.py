@@ -1,0 +1,305 @@
+"""Fast readers of a user's frame for :class:`~twinkernel.population.TwinPopulation` (speed only).
+
+Building 10 million twins used to cost more than simulating them: Polars' ``unique`` + ``replace_strict``
+per string column, ``n_unique`` over the string ids, one Python string of all ids for their keys, and
+``pl.from_pandas`` walking every Python object of every pandas ``object`` column. This module replaces
+those steps with passes of the kernels in :mod:`twinkernel.kernels.frame`; each function returns exactly
+what the slow path returns, or ``None`` when it cannot (then the caller takes the slow path):
+
+- :func:`string_view_keys`: the twin keys of a String column read from Polars' string views (exported to
+  Arrow without a copy; needs ``pyarrow``), and whether the column is strictly increasing;
+- :func:`string_codes`: the codes of a low-cardinality String column in one pass over its views;
+- :func:`keys_are_unique`: whether 64-bit twin keys are all distinct (a duplicate key sends the caller to
+  the exact check on the ids themselves, so a hash collision never rejects a valid frame);
+- :func:`frame_from_pandas`: a pandas frame as Polars, with the categorical ``object`` columns read
+  through the identity of their Python objects (a column of 10 M strings usually holds a handful of
+  distinct objects) instead of converting 10 M objects one by one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import polars as pl
+
+from .config_frame import FrameEncodingConfig
+
+__all__ = [
+    "Dictionary",
+    "StringViews",
+    "frame_from_pandas",
+    "keys_are_unique",
+    "string_codes",
+    "string_view_keys",
+    "string_views",
+]
+
+_NO_ROWS_U8 = np.empty(0, dtype=np.uint8)
+_NO_ROWS_U32 = np.empty(0, dtype=np.uint32)
+_INLINE_BYTES = 12  # Arrow string views hold strings of up to 12 bytes in the view itself
+
+
+@dataclass(frozen=True)
+class StringViews:
+    """A String column in Arrow's string-view layout (see :mod:`twinkernel.kernels.frame`)."""
+
+    view_bytes: np.ndarray  # uint8, 16 per row
+    wide: np.ndarray  # the same views as uint64, 2 per row
+    words: np.ndarray  # the same views as uint32, 4 per row
+    blob: np.ndarray  # uint8: the data buffers (strings longer than 12 bytes), concatenated
+    bases: np.ndarray  # int64: where each data buffer starts in blob
+
+    @property
+    def all_inline(self) -> bool:
+        return self.blob.shape[0] <= 1 or int(self.words[::4].max(initial=0)) <= _INLINE_BYTES
+
+
+def string_views(s: pl.Series) -> StringViews | None:
+    """The views of a String column: Polars' own memory exported to Arrow without a copy (only the data
+    buffers of strings longer than 12 bytes are concatenated). ``None`` without ``pyarrow``."""
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return None
+    strings = s if s.dtype == pl.String else s.cast(pl.String)
+    arr = strings.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.string_view():
+        arr = arr.cast(pa.string_view())
+    buffers = arr.buffers()
+    n = len(arr)
+    if buffers[1] is None or n == 0:
+        view_bytes = np.zeros(16 * max(n, 1), dtype=np.uint8)
+    else:
+        view_bytes = np.frombuffer(buffers[1], dtype=np.uint8)[16 * arr.offset : 16 * (arr.offset + n)]
+    data = [np.frombuffer(b, dtype=np.uint8) for b in buffers[2:] if b is not None]
+    bases = np.zeros(max(1, len(data)), dtype=np.int64)
+    if len(data) > 1:
+        np.cumsum([d.shape[0] for d in data[:-1]], out=bases[1:])
+    blob = np.concatenate(data) if data else np.zeros(1, dtype=np.uint8)
+    return StringViews(view_bytes, view_bytes.view(np.uint64), view_bytes.view(np.uint32), blob, bases)
+
+
+def string_view_keys(s: pl.Series, n_blocks: int) -> tuple[np.ndarray, bool] | None:
+    """Twin keys of a String column without nulls, and whether its rows strictly increase.
+
+    The keys equal :func:`twinkernel.kernels._rng.twin_keys_from_strings` over the UTF-8 bytes. ``None``
+    without ``pyarrow``.
+    """
+    from .kernels.frame import inline_string_keys
+    from .kernels.frame import string_view_keys as kernel
+
+    views = string_views(s)
+    if views is None:
+        return None
+    n = s.len()
+    out = np.empty(n, dtype=np.uint64)
+    if n == 0:
+        return out, True
+    blocks = min(n_blocks, n)
+    if views.all_inline:
+        return out, bool(inline_string_keys(views.wide, blocks, out))
+    v = views
+    return out, bool(kernel(v.view_bytes, v.wide, v.words, v.blob, v.bases, blocks, out))
+
+
+def string_codes(
+    s: pl.Series, settings: FrameEncodingConfig, table_for: Callable[[list[str]], np.ndarray]
+) -> tuple[list[str], np.ndarray] | None:
+    """The sorted distinct non-null strings of ``s`` and every row's code, in one pass over the rows.
+
+    ``table_for(labels)`` gives the code of each label and, last, the code of a null row. The labels are
+    guessed from the first ``settings.chunk_rows`` rows; if a later row holds another value, the pass is
+    repeated with every distinct value (Polars' ``unique``). Matching is exact: an inline string (at most
+    12 bytes) by its bytes and length, a longer one by its length and first 12 bytes, then byte by byte.
+    ``None`` without ``pyarrow`` or with more than ``settings.dictionary_cap`` distinct values.
+    """
+    from .kernels.frame import inline_view_codes, view_codes, view_record_keys
+
+    views = string_views(s)
+    if views is None:
+        return None
+    valid = s.is_not_null().to_numpy().view(np.uint8) if s.null_count() else _NO_ROWS_U8
+    guess = s.head(settings.chunk_rows).drop_nulls().unique().to_list()
+    for labels in (sorted(guess), None):
+        if labels is None:
+            labels = sorted(s.drop_nulls().unique().to_list())
+        if len(labels) > settings.dictionary_cap:
+            return None
+        table = table_for(labels)
+        key0 = np.zeros(len(labels), dtype=np.uint64)
+        key1 = np.zeros(len(labels), dtype=np.uint64)
+        label_views = string_views(pl.Series(labels, dtype=pl.String))
+        if labels and label_views is not None:
+            lv = label_views
+            view_record_keys(lv.wide, lv.words, lv.blob, lv.bases, key0, key1)
+        encoded = [lab.encode("utf-8") for lab in labels]
+        label_offsets = np.zeros(len(labels) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=label_offsets[1:])
+        label_bytes = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
+        out = np.empty(s.len(), dtype=table.dtype)
+        v = views
+        if v.all_inline and (not labels or label_views is None or label_views.all_inline):
+            missed = inline_view_codes(
+                v.wide, valid, key0, key1, table[:-1], table[-1], settings.key_blocks, out
+            )
+            if missed == 0:
+                return labels, out
+            continue
+        missed = view_codes(
+            v.wide, v.words, v.blob, v.bases, valid, key0, key1, label_bytes, label_offsets,
+            table[:-1], table[-1], settings.key_blocks, out,
+        )  # fmt: skip
+        if missed == 0:
+            return labels, out
+    return None
+
+
+@dataclass(frozen=True)
+class Dictionary:
+    """Distinct values of a column, numbered by first appearance, and every row's number (chunk-local)."""
+
+    first_rows: np.ndarray  # int64: the first row holding each distinct value
+    local: np.ndarray  # uint16 per row: the row's number within its chunk (NULL_CODE for null)
+    remap: np.ndarray  # int64 (n_chunks, cap): chunk-local number -> global number
+    chunk: int
+
+    def codes(self, final: np.ndarray, null_code: int) -> np.ndarray:
+        """Every row's code: ``final[global number]``, ``null_code`` for null rows (dtype of ``final``)."""
+        from .kernels.frame import apply_dictionary
+
+        out = np.empty(self.local.shape[0], dtype=final.dtype)
+        apply_dictionary(self.local, self.remap, self.chunk, final, final.dtype.type(null_code), out)
+        return out
+
+
+def _dictionary(
+    values: np.ndarray, lengths: np.ndarray, valid: np.ndarray, settings: FrameEncodingConfig
+) -> Dictionary | None:
+    from .kernels.frame import chunk_dictionaries, merge_dictionaries
+
+    n = values.shape[0]
+    chunk = settings.chunk_rows
+    cap = settings.dictionary_cap
+    n_chunks = max(1, -(-n // chunk))
+    local = np.empty(n, dtype=np.uint16)
+    reps = np.empty((n_chunks, cap), dtype=np.int64)
+    counts = np.zeros(n_chunks, dtype=np.int64)
+    chunk_dictionaries(values, lengths, valid, chunk, cap, local, reps, counts)
+    if counts.max(initial=0) > cap:
+        return None
+    remap = np.zeros((n_chunks, cap), dtype=np.int64)
+    first_rows = merge_dictionaries(values, lengths, reps, counts, remap)
+    if first_rows.shape[0] == 0 and counts.sum() > 0:
+        return None  # equal values whose second words differ: let the caller's slow path decide
+    return Dictionary(first_rows, local, remap, chunk)
+
+
+def keys_are_unique(keys: np.ndarray, settings: FrameEncodingConfig) -> bool:
+    """True when no 64-bit key occurs twice (partitioned hash tables; no sort, no copy of the ids)."""
+    from .kernels.frame import keys_have_duplicates
+
+    n = keys.shape[0]
+    if n < 2:
+        return True
+    bits = 0
+    while bits < 16 and (n >> bits) > settings.keys_per_partition:
+        bits += 1
+    return not bool(keys_have_duplicates(keys, bits, min(settings.key_blocks, n)))
+
+
+# --- pandas ------------------------------------------------------------------------------------------------
+def _is_missing(obj: object) -> bool:
+    """What ``pl.from_pandas`` turns into a null in an object column: None, NaN and pandas.NA."""
+    if obj is None:
+        return True
+    if isinstance(obj, float):
+        return math.isnan(obj)
+    return type(obj).__name__ == "NAType"
+
+
+def _object_addresses(values: np.ndarray) -> np.ndarray:
+    """The PyObject pointers of a contiguous object array, as uint64 (read-only; ``values`` must outlive
+    the result). NumPy refuses ``values.view(np.uint64)`` for arrays of references, so read the same
+    memory through ctypes; the pointers are compared, never dereferenced."""
+    raw = (ctypes.c_char * values.nbytes).from_address(values.ctypes.data)
+    out = np.frombuffer(cast(Any, raw), dtype=np.uint64)
+    out.setflags(write=False)
+    return out
+
+
+def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.Series | None:
+    """A pandas ``object`` column of strings as a Polars Enum (sorted labels, every one present), found
+    through the distinct Python objects; ``None`` when it holds anything but str and missing values, or
+    too many distinct objects."""
+    values = col.to_numpy(dtype=object, copy=False)
+    if values.ndim != 1 or values.dtype != object:
+        return None
+    values = np.ascontiguousarray(values)
+    addresses = _object_addresses(values)
+    d = _dictionary(addresses, _NO_ROWS_U32, _NO_ROWS_U8, settings)
+    if d is None:
+        return None
+    labels: list[str] = []
+    index: dict[str, int] = {}
+    final = np.empty(d.first_rows.shape[0], dtype=np.uint32)
+    null = np.uint32(0xFFFFFFFF)
+    for g, row in enumerate(d.first_rows):
+        obj = values[row]
+        if isinstance(obj, str):
+            code = index.get(obj)
+            if code is None:
+                code = index[obj] = len(labels)
+                labels.append(obj)
+            final[g] = code
+        elif _is_missing(obj):
+            final[g] = null
+        else:
+            return None  # numbers, bytes ...: pl.from_pandas decides (and names the problem)
+    del addresses
+    # sorted labels, every one present: without nulls, the Enum the population keeps as it is
+    order = sorted(range(len(labels)), key=labels.__getitem__)
+    rank = np.empty(len(labels) + 1, dtype=np.uint32)
+    rank[order] = np.arange(len(labels), dtype=np.uint32)
+    rank[-1] = null
+    final = rank[np.where(final == null, len(labels), final)]
+    codes = pl.Series(name, d.codes(final, int(null)))
+    if bool(np.any(final == null)):
+        codes = pl.select(pl.when(codes == null).then(None).otherwise(codes)).to_series().alias(name)
+    return codes.cat.to(pl.Enum(sorted(labels)))
+
+
+def _object_strings(name: str, col: Any) -> pl.Series | None:
+    """A pandas ``object`` column of str (and None) as a Polars String, without Arrow's per-object
+    conversion; ``None`` when it holds anything else (NaN, numbers ...)."""
+    try:
+        return pl.Series(name, col.to_numpy(dtype=object, copy=False), dtype=pl.String)
+    except (TypeError, ValueError):
+        return None
+
+
+def frame_from_pandas(
+    df: Any, category_columns: Sequence[str], string_columns: Sequence[str], settings: FrameEncodingConfig
+) -> pl.DataFrame:
+    """``pl.from_pandas(df)``, faster for the ``object`` columns named in ``category_columns`` (returned
+    as Enums, which :func:`~twinkernel.population_checks._encode_category` turns into the same codes as
+    the strings) and ``string_columns`` (returned as String, as ``pl.from_pandas`` would)."""
+    names = list(df.columns)
+    if len(df) == 0 or len(set(names)) != len(names) or not all(isinstance(c, str) for c in names):
+        return pl.from_pandas(df)
+    out: list[pl.Series] = []
+    for name in names:
+        col = df[name]
+        s: pl.Series | None = None
+        if col.dtype == object and name in category_columns:
+            s = _object_category(name, col, settings)
+        elif col.dtype == object and name in string_columns:
+            s = _object_strings(name, col)
+        out.append(cast(pl.Series, pl.from_pandas(col)) if s is None else s)
+    return pl.DataFrame(out)
