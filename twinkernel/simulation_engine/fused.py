@@ -1,0 +1,81 @@
+"""The engine's one kernel pass over a selection of twins: effects, their moments and the segment sums.
+
+:meth:`SimulationEngine._fused_pass <twinkernel.simulation_engine.engine.SimulationEngine._fused_pass>` is
+the one place that calls :func:`twinkernel.kernels.effects.simulate_pass`; this module holds its body.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import effects as K
+from ..kernels.stats import combine_columns
+from ..population import TwinPopulation
+from .intervals import FusedPass
+from .options import Call
+
+__all__ = ["fused_pass", "needs_effects", "stored_effect_bytes"]
+
+_EMPTY_INDEX = np.empty(0, dtype=np.int64)
+_NO_EFFECTS = np.empty(0, dtype=np.float64)
+
+
+def needs_effects(call: Call) -> bool:
+    """Whether anything after the pass reads the per-twin effects: only the bootstrap intervals do."""
+    return call.method != "analytic"
+
+
+def fused_pass(
+    population: TwinPopulation,
+    index: np.ndarray | None,
+    n: int,
+    call: Call,
+    chunk: int,
+    keep_effects: bool = True,
+) -> FusedPass:
+    """Run the fused kernel over ``index`` (population rows; ``None``: every row in order, ``n`` of them).
+
+    With ``keep_effects`` False the kernel stores no per-twin effect (80 MB it would write and page in at
+    10 M twins) and ``FusedPass.effects`` is a read-only all-NaN view of length ``n`` that owns no memory:
+    its shape still gives the twin count, and any use of its values shows NaN rather than a wrong number.
+    """
+    p = call.params
+    c = population.kernel_columns
+    offsets = population.segment_offsets
+    cap = p.value(K.P_CAP)
+    # Sums are taken about a shift near the mean so the variance does not lose precision.
+    nominal = p.value(K.P_BASE) * p.value(K.P_INTENSITY) * p.value(K.P_DURATION) * p.value(K.P_CHANNEL)
+    effect_shift = min(cap, max(-cap, nominal))
+    effects = np.empty(n, dtype=np.float64) if keep_effects else _NO_EFFECTS
+    counts, sums, groups = K.simulate_pass(
+        c.decile,
+        c.engagement,
+        c.adoption,
+        c.tier,
+        c.peer,
+        c.propensity,
+        c.baseline,
+        c.twin_key,
+        _EMPTY_INDEX if index is None else index,
+        index is not None,
+        p.params,
+        p.adoption_multipliers,
+        p.tier_multipliers,
+        np.uint64(call.seed),
+        chunk,
+        c.segment_codes,
+        offsets,
+        int(offsets[-1]),
+        call.heterogeneity,
+        effect_shift,
+        population.baseline_mean,
+        effects,
+    )
+    if not keep_effects:
+        effects = np.broadcast_to(np.float64(np.nan), (n,))
+    return FusedPass(effects, counts.sum(axis=0), combine_columns(sums), groups, effect_shift)
+
+
+def stored_effect_bytes(fused: FusedPass) -> int:
+    """Bytes the pass allocated for per-twin effects (0 when it kept none: the NaN view owns nothing)."""
+    return int(fused.effects.nbytes) if fused.effects.flags.owndata else 0
