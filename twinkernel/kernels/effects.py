@@ -97,6 +97,15 @@ def _clamp(x, lo, hi):
 
 
 @njit(inline="always", cache=True)
+def _clamp_flag(x, lo, hi):
+    """:func:`_clamp` written as selects (no branches in the hot loop): the same value and flag."""
+    below = x < lo
+    above = x > hi
+    value = lo if below else (hi if above else x)
+    return value, below or above
+
+
+@njit(inline="always", cache=True)
 def _twin_effect(
     i,
     decile,
@@ -291,9 +300,11 @@ def simulate_pass(
 
     The effect is :func:`_twin_effect`'s, bit for bit (same operations in the same order; a multiplier
     that is exactly 1.0 for the call, the tier or the peer gate, is skipped, which changes no bit), but the
-    hot loop keeps what it needs in registers: clamp counters are scalars per block rather than an array
-    updated per twin, the modifiers are not stored, the tier and peer branches test flags read once per
-    call, and segment sums go into a small per-task table copied to the block's slot at its end.
+    hot loop keeps what it needs in registers: clamps are selects, clamp counters are scalars per block
+    rather than an array updated per twin, the modifiers are not stored, and the tier and peer branches
+    test flags read once per call. Segment sums are a second loop over the block's deviations (kept in a
+    per-task buffer of ``SUM_BLOCK`` values), one dimension at a time, into a small per-task table copied
+    to the block's slot at its end; every group still adds its twins in selection order.
     """
     n = index.shape[0] if use_index else decile.shape[0]
     store = out.shape[0] > 0
@@ -327,6 +338,7 @@ def simulate_pass(
     last_adoption = adoption_mult.shape[0] - 1
     for t in prange(n_tasks):
         local = np.zeros((n_groups, 3), dtype=np.float64)
+        deviations = np.empty(SUM_BLOCK if with_groups else 0, dtype=np.float64)
         for c in range(t * blocks_per_task, min(n_blocks, (t + 1) * blocks_per_task)):
             f_decile = 0
             f_engagement = 0
@@ -342,60 +354,67 @@ def simulate_pass(
             s_bb = 0.0
             lo = np.inf
             hi = -np.inf
-            if with_groups:
-                local[:, :] = 0.0
-            for j in range(c * SUM_BLOCK, min(n, (c + 1) * SUM_BLOCK)):
+            start = c * SUM_BLOCK
+            stop = min(n, start + SUM_BLOCK)
+            for j in range(start, stop):
                 i = index[j] if use_index else j
-                d, fd = _clamp(np.float64(decile[i]), d_low, d_high)
+                d, fd = _clamp_flag(np.float64(decile[i]), d_low, d_high)
                 f_decile += fd
-                e, fe = _clamp(engagement[i], 0.0, 1.0)
+                e, fe = _clamp_flag(engagement[i], 0.0, 1.0)
                 f_engagement += fe
                 a = np.int64(adoption[i])
-                if a >= last_adoption:
-                    f_adoption += 1
-                    a = last_adoption
+                fa = a >= last_adoption
+                f_adoption += fa
+                a = last_adoption if fa else a
                 total = (d_intercept - d_slope * (d - d_low)) * (e_intercept + e_slope * e)
                 total *= adoption_mult[a]
                 total *= intensity
                 total *= duration
                 total *= channel
                 if use_tier:
-                    tt, ft = _clamp(np.float64(tier[i]), 1.0, 5.0)
+                    tt, ft = _clamp_flag(np.float64(tier[i]), 1.0, 5.0)
                     f_tier += ft
                     total *= tier_mult[np.int64(tt)]
-                p, fp = _clamp(propensity[i], 0.0, 1.0)
+                p, fp = _clamp_flag(propensity[i], 0.0, 1.0)
                 f_propensity += fp
                 total *= p_intercept + p_slope * p
                 gated = False
                 if use_peer:
-                    q, fq = _clamp(peer[i], 0.0, 1.0)
+                    q, fq = _clamp_flag(peer[i], 0.0, 1.0)
                     f_peer += fq
                     gated = q < threshold
                 if gated:
                     f_gated += 1
-                    effect = 0.0
+                    effect = base * (total * 0.0) + 0.0  # _twin_effect's gate of 0: NaN stays NaN
                 else:
                     effect = base * total + noise_sd * twin_normal(key_radius, key_angle, twin_key[i])
-                effect, fc = _clamp(effect, -cap, cap)
+                effect, fc = _clamp_flag(effect, -cap, cap)
                 f_capped += fc
                 if store:
                     out[j] = effect
                 dev = effect - effect_shift
-                dev_sq = dev * dev
                 s_e += dev
-                s_ee += dev_sq
+                s_ee += dev * dev
                 b = baseline[i] - baseline_shift
                 s_b += b
                 s_bb += b * b
                 lo = min(lo, effect)
                 hi = max(hi, effect)
                 if with_groups:
-                    for k in range(n_dims):
-                        g = offsets[k] + np.int64(codes[k][i])
+                    deviations[j - start] = dev
+            if with_groups:
+                # One dimension at a time over the block's deviations: the code array is picked once per
+                # block, not per twin, and each group still adds its twins in selection order.
+                local[:, :] = 0.0
+                for k in range(n_dims):
+                    dim_codes = codes[k]
+                    first = offsets[k]
+                    for j in range(start, stop):
+                        g = first + np.int64(dim_codes[index[j] if use_index else j])
+                        dev = deviations[j - start]
                         local[g, 0] += 1.0
                         local[g, 1] += dev
-                        local[g, 2] += dev_sq
-            if with_groups:
+                        local[g, 2] += dev * dev
                 groups[c, :, :] = local
             sums[c, S_EFFECT_SUM] = s_e
             sums[c, S_EFFECT_SQ] = s_ee

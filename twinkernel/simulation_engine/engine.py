@@ -32,7 +32,7 @@ from ..models import (
 from ..population import TwinPopulation
 from . import decisions as D
 from .boundary import baseline_missing, data_quality, population_warnings, unmatched_values
-from .fused import fused_pass, needs_effects, stored_effect_bytes
+from .fused import fused_pass, needs_effects, pass_bytes
 from .intervals import FusedPass, Interval, heterogeneity, interval, segment_probabilities
 from .options import CI_METHODS, Call, as_number, resolve_call
 from .protocols import ResultCache, SimulationRecorder
@@ -338,7 +338,7 @@ class SimulationEngine:
             timings["heterogeneity_ms"] = (time.perf_counter() - t) * 1e3
         dq = data_quality(self.population, fused.counts, sel.index)
         decision = self._decide(ci, sel, call, dq, warnings)
-        nbytes = stored_effect_bytes(fused) + (
+        nbytes = pass_bytes(fused) + (
             sel.index.nbytes + self.population.n if sel.index is not None else 0
         )
         elapsed = (time.perf_counter() - t_start) * 1e3

@@ -14,7 +14,7 @@ from ..population import TwinPopulation
 from .intervals import FusedPass
 from .options import Call
 
-__all__ = ["fused_pass", "needs_effects", "stored_effect_bytes"]
+__all__ = ["fused_pass", "needs_effects", "pass_bytes"]
 
 _EMPTY_INDEX = np.empty(0, dtype=np.int64)
 _NO_EFFECTS = np.empty(0, dtype=np.float64)
@@ -76,6 +76,10 @@ def fused_pass(
     return FusedPass(effects, counts.sum(axis=0), combine_columns(sums), groups, effect_shift)
 
 
-def stored_effect_bytes(fused: FusedPass) -> int:
-    """Bytes the pass allocated for per-twin effects (0 when it kept none: the NaN view owns nothing)."""
-    return int(fused.effects.nbytes) if fused.effects.flags.owndata else 0
+def pass_bytes(fused: FusedPass) -> int:
+    """Bytes the pass allocated: per-twin effects (none when it kept none: the NaN view owns nothing) and
+    its per-slot tables (clamp counters, sums, segment sums)."""
+    n = fused.effects.shape[0]
+    slots = (n + K.SUM_BLOCK - 1) // K.SUM_BLOCK
+    effects = fused.effects.nbytes if fused.effects.flags.owndata else 0
+    return int(effects + fused.groups.nbytes + slots * (K.N_COUNTERS + K.N_SUMS) * 8)
