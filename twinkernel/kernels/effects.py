@@ -258,6 +258,49 @@ S_EFFECT_MAX = 5
 N_SUMS = 6
 
 
+@njit(inline="always", cache=True)
+def _add_segments(local, deviations, index, use_index, start, stop, codes, offsets, k):
+    """Add the block's deviations to the groups of dimensions ``k .. k + 3`` (fewer at the end).
+
+    Up to four dimensions per sweep, so the CPU overlaps four groups' add chains; each code array is picked
+    once per sweep rather than per twin; every group still adds its twins in selection order (the groups of
+    different dimensions are disjoint), so the sums are those of a twin-by-twin loop, bit for bit.
+    """
+    last = len(codes) - 1
+    width = min(4, last + 1 - k)
+    codes_a = codes[k]
+    codes_b = codes[min(k + 1, last)]
+    codes_c = codes[min(k + 2, last)]
+    codes_d = codes[min(k + 3, last)]
+    first_a = offsets[k]
+    first_b = offsets[min(k + 1, last)]
+    first_c = offsets[min(k + 2, last)]
+    first_d = offsets[min(k + 3, last)]
+    for j in range(start, stop):
+        r = index[j] if use_index else j
+        dev = deviations[j - start]
+        sq = dev * dev
+        g = first_a + np.int64(codes_a[r])
+        local[g, 0] += 1.0
+        local[g, 1] += dev
+        local[g, 2] += sq
+        if width > 1:
+            g = first_b + np.int64(codes_b[r])
+            local[g, 0] += 1.0
+            local[g, 1] += dev
+            local[g, 2] += sq
+        if width > 2:
+            g = first_c + np.int64(codes_c[r])
+            local[g, 0] += 1.0
+            local[g, 1] += dev
+            local[g, 2] += sq
+        if width > 3:
+            g = first_d + np.int64(codes_d[r])
+            local[g, 0] += 1.0
+            local[g, 1] += dev
+            local[g, 2] += sq
+
+
 @njit(parallel=True, cache=True)
 def simulate_pass(
     decile,
@@ -303,7 +346,7 @@ def simulate_pass(
     hot loop keeps what it needs in registers: clamps are selects, clamp counters are scalars per block
     rather than an array updated per twin, the modifiers are not stored, and the tier and peer branches
     test flags read once per call. Segment sums are a second loop over the block's deviations (kept in a
-    per-task buffer of ``SUM_BLOCK`` values), one dimension at a time, into a small per-task table copied
+    per-task buffer of ``SUM_BLOCK`` values, see :func:`_add_segments`) into a small per-task table copied
     to the block's slot at its end; every group still adds its twins in selection order.
     """
     n = index.shape[0] if use_index else decile.shape[0]
@@ -403,18 +446,9 @@ def simulate_pass(
                 if with_groups:
                     deviations[j - start] = dev
             if with_groups:
-                # One dimension at a time over the block's deviations: the code array is picked once per
-                # block, not per twin, and each group still adds its twins in selection order.
                 local[:, :] = 0.0
-                for k in range(n_dims):
-                    dim_codes = codes[k]
-                    first = offsets[k]
-                    for j in range(start, stop):
-                        g = first + np.int64(dim_codes[index[j] if use_index else j])
-                        dev = deviations[j - start]
-                        local[g, 0] += 1.0
-                        local[g, 1] += dev
-                        local[g, 2] += dev * dev
+                for k in range(0, n_dims, 4):
+                    _add_segments(local, deviations, index, use_index, start, stop, codes, offsets, k)
                 groups[c, :, :] = local
             sums[c, S_EFFECT_SUM] = s_e
             sums[c, S_EFFECT_SQ] = s_ee

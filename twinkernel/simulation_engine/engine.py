@@ -338,9 +338,7 @@ class SimulationEngine:
             timings["heterogeneity_ms"] = (time.perf_counter() - t) * 1e3
         dq = data_quality(self.population, fused.counts, sel.index)
         decision = self._decide(ci, sel, call, dq, warnings)
-        nbytes = pass_bytes(fused) + (
-            sel.index.nbytes + self.population.n if sel.index is not None else 0
-        )
+        nbytes = pass_bytes(fused) + (sel.index.nbytes + self.population.n if sel.index is not None else 0)
         elapsed = (time.perf_counter() - t_start) * 1e3
         timings["total_ms"] = elapsed
         result = SimulationResult(
