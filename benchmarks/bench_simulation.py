@@ -3,7 +3,8 @@
 Targets on the 2-core machine, after JIT warm-up: 50 000 twins with heterogeneity under 10 ms (the
 per-twin Python loop, :class:`TimeBaselineLoop`, takes about 0.6 s there); 10 000 000 twins under 1 s
 with peak memory under 1.5 GB; DEBUG-off overhead under 1 ms against the same call with the logging
-code removed (:class:`TimeDebugOverhead`).
+code removed (:class:`TimeDebugOverhead`). Issue 13: 10 000 000 twins with heterogeneity in at most 1.5×
+the bare effects pass over the same twins (:func:`bare_effects_pass`, :class:`TrackSimulateOverBarePass`).
 
 Inputs come from :mod:`benchmarks.cases` (seeded, memoised). Every ``setup`` does one warm-up call so
 JIT compilation is never timed. Engines run without a result cache: the computation is timed, not a
@@ -18,6 +19,7 @@ Run offline::
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numba
@@ -35,7 +37,7 @@ from benchmarks.cases import (
     one_thread,
     service_logging,
 )
-from twinkernel import InterventionConfig, TwinPopulation
+from twinkernel import InterventionConfig, SimulationEngine, TwinPopulation
 from twinkernel.kernels import effects as K
 from twinkernel.kernels._rng import STREAM_EFFECT_NOISE, STREAM_EFFECT_NOISE_ANGLE, key_for, twin_normal
 
@@ -152,6 +154,57 @@ class TimeSimulate:
         return abs(self.result.simulated_ate - expected.ate) / expected.mc_se
 
     track_ate_error.unit = "MC standard errors"  # type: ignore[attr-defined]
+
+
+class TimeBareEffectsPass:
+    """The same-run reference of ``simulate``: :func:`bare_effects_pass` over n twins (EMAIL)."""
+
+    params = ([1_000_000, 10_000_000],)
+    param_names = ("n_twins",)
+    timeout = 300.0
+
+    def setup(self, n: int) -> None:
+        self.bare = bare_pass_call(hcp_population(n), EMAIL)
+        self.bare()
+
+    def time_bare_pass(self, n: int) -> None:
+        self.bare()
+
+
+class TrackSimulateOverBarePass:
+    """``simulate`` with heterogeneity ÷ the bare effects pass on the same twins (issue 13 goal: ≤ 1.5).
+
+    Medians of interleaved calls at the default thread count and on one thread (the regression gate's
+    setting, ``tests/performance/test_regression_gate.py``).
+    """
+
+    params = ([1_000_000, 10_000_000], ["default", "one"])
+    param_names = ("n_twins", "threads")
+    timeout = 600.0
+
+    def setup(self, n: int, threads: str) -> None:
+        population = hcp_population(n)
+        self.engine = engine_for(population)
+        self.bare = bare_pass_call(population, EMAIL)
+        self.engine.simulate(EMAIL, seed=SEED)
+        self.bare()
+
+    def track_ratio(self, n: int, threads: str) -> float:
+        return simulate_over_bare(self.engine, self.bare, 5, one=threads == "one")[0]
+
+    track_ratio.unit = "x"  # type: ignore[attr-defined]
+
+
+def simulate_over_bare(
+    engine: SimulationEngine, bare: Callable[[], float], rounds: int, one: bool = False
+) -> tuple[float, float, float]:
+    """``(ratio, simulate s, bare s)``: medians of ``rounds`` interleaved calls, EMAIL with heterogeneity."""
+    with one_thread() if one else contextlib.nullcontext():
+        times = interleaved_times(
+            {"simulate": lambda: engine.simulate(EMAIL, seed=SEED), "bare": bare}, rounds
+        )
+    sim, ref = float(np.median(times["simulate"])), float(np.median(times["bare"]))
+    return sim / ref, sim, ref
 
 
 class TimeSimulateInterventions:
