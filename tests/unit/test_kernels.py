@@ -7,13 +7,14 @@ import math
 
 import numba
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import naive
 from tests.conftest import KERNEL_ATOL, KERNEL_RTOL, fused_pass, kernel_effects
-from twinkernel import EffectModel, InterventionConfig, InterventionType, PopulationFilter
+from twinkernel import EffectModel, InterventionConfig, InterventionType, PopulationFilter, TwinPopulation
 from twinkernel.kernels import _rng
 from twinkernel.kernels import effects as K
 from twinkernel.kernels.stats import combine_columns, combine_grouped, shifted_variance
@@ -450,3 +451,70 @@ class TestBareEffectsPass:
         got = bare_pass_call(engine.population, ic, seed=9)()
         assert got == pytest.approx(plain.sum(), rel=1e-12)
         assert got == pytest.approx(engine.simulate(ic, seed=9).simulated_ate * 3000, rel=1e-12)
+
+
+class TestSelectionInvariants:
+    """A pass over every twin keeps what does not depend on the intervention; later passes reuse it."""
+
+    def test_kernel_skips_only_the_invariant_tables(self, make_population, config):
+        frame = make_population(3 * K.SUM_BLOCK + 9, seed=26).frame.with_columns(
+            (pl.col("digital_engagement_score") * 1.4 - 0.2).alias("digital_engagement_score"),
+            (pl.col("baseline_propensity") * 1.4 - 0.2).alias("baseline_propensity"),
+        )
+        pop = TwinPopulation.from_frame(frame, config=config)
+        p = EffectModel.from_config(config).parameters(InterventionConfig(intervention_type="email_campaign"))
+        c = pop.kernel_columns
+        offsets = pop.segment_offsets
+        args = (c.decile, c.engagement, c.adoption, c.tier, c.peer, c.propensity, c.baseline, c.twin_key)
+        tail = (EMPTY, False, p.params, p.adoption_multipliers, p.tier_multipliers, np.uint64(4), 512)
+        groups_args = (c.segment_codes, offsets, int(offsets[-1]), True, 0.05, 0.3, np.empty(0))
+        full = K.simulate_pass(*args, *tail, *groups_args)
+        lean = K.simulate_pass(*args, *tail, *groups_args, False)
+        inv = K.INVARIANT_COUNTERS
+        other = np.setdiff1d(np.arange(K.N_COUNTERS), inv)
+        assert full[0][:, inv].sum() > 0 and not lean[0][:, inv].any()
+        np.testing.assert_array_equal(lean[0][:, other], full[0][:, other])
+        baseline = [K.S_BASELINE_SUM, K.S_BASELINE_SQ]
+        assert not lean[1][:, baseline].any()
+        np.testing.assert_array_equal(
+            np.delete(lean[1], baseline, axis=1), np.delete(full[1], baseline, axis=1)
+        )
+        assert not lean[2][:, :, 0].any()
+        np.testing.assert_array_equal(lean[2][:, :, 1:], full[2][:, :, 1:])
+        assert full[2][:, :, 0].sum() == len(c.segment_codes) * pop.n
+
+    def test_engine_reuses_them_bit_for_bit(self, make_engine):
+        engine = make_engine(2 * K.SUM_BLOCK + 11, seed=27)
+        ic = InterventionConfig(intervention_type="speaker_program_invitation")
+        other = InterventionConfig(intervention_type="peer_influence_activation")
+        sel = engine._select(ic, PopulationFilter())
+        call = resolve_call(engine.config, engine.effect_model, ic, None, None, True, 8, None, None)
+        fresh = fused_pass(
+            engine.population,
+            call.params,
+            seed=8,
+            chunk=engine.config.simulation.kernel_chunk_size,
+            with_groups=True,
+            effect_shift=engine._fused_pass(sel, call).effect_shift,
+            baseline_shift=engine.population.baseline_mean,
+        )
+        assert sorted(engine._invariants) == [True]
+        reused = engine._fused_pass(sel, call)
+        np.testing.assert_array_equal(reused.effects, fresh[0])
+        np.testing.assert_array_equal(reused.counts, fresh[1].sum(axis=0))
+        np.testing.assert_array_equal(reused.totals, combine_columns(fresh[2]))
+        np.testing.assert_array_equal(reused.groups, fresh[3])
+        first = engine.simulate(other, seed=8)
+        again = engine.simulate(other, seed=8)
+        assert first.simulated_ate == again.simulated_ate and first.outcome_std == again.outcome_std
+        assert first.effect_heterogeneity == again.effect_heterogeneity
+        assert first.data_quality == again.data_quality
+        plain = naive.individual_effects(
+            engine.population.kernel_columns,
+            None,
+            engine.effect_model.parameters(other).params,
+            engine.effect_model.parameters(other).adoption_multipliers,
+            engine.effect_model.parameters(other).tier_multipliers,
+            8,
+        )
+        assert again.simulated_ate == pytest.approx(plain.mean(), rel=1e-12)

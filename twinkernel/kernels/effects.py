@@ -53,6 +53,10 @@ C_PROPENSITY_CLAMPED = 5
 C_EFFECT_CAPPED = 6
 C_PEER_GATED = 7
 N_COUNTERS = 8
+INVARIANT_COUNTERS = np.array(
+    [C_DECILE_CLAMPED, C_ENGAGEMENT_CLAMPED, C_ADOPTION_UNRECOGNISED, C_PROPENSITY_CLAMPED], dtype=np.int64
+)
+"""Counters that depend on the selected twins only (not on the intervention); see ``simulate_pass``."""
 COUNTER_NAMES = (
     "decile_clamped",
     "engagement_clamped",
@@ -259,10 +263,11 @@ N_SUMS = 6
 
 
 @njit(inline="always", cache=True)
-def _add_segments(local, deviations, index, use_index, start, stop, codes, offsets, k):
+def _add_segments(local, deviations, index, use_index, start, stop, codes, offsets, k, count):
     """Add the block's deviations to the groups of dimensions ``k .. k + 3`` (fewer at the end).
 
-    Up to four dimensions per sweep, so the CPU overlaps four groups' add chains; each code array is picked
+    ``count`` False leaves the group counts (column 0) alone. Up to four dimensions per sweep, so the CPU
+    overlaps four groups' add chains; each code array is picked
     once per sweep rather than per twin; every group still adds its twins in selection order (the groups of
     different dimensions are disjoint), so the sums are those of a twin-by-twin loop, bit for bit.
     """
@@ -281,22 +286,26 @@ def _add_segments(local, deviations, index, use_index, start, stop, codes, offse
         dev = deviations[j - start]
         sq = dev * dev
         g = first_a + np.int64(codes_a[r])
-        local[g, 0] += 1.0
+        if count:
+            local[g, 0] += 1.0
         local[g, 1] += dev
         local[g, 2] += sq
         if width > 1:
             g = first_b + np.int64(codes_b[r])
-            local[g, 0] += 1.0
+            if count:
+                local[g, 0] += 1.0
             local[g, 1] += dev
             local[g, 2] += sq
         if width > 2:
             g = first_c + np.int64(codes_c[r])
-            local[g, 0] += 1.0
+            if count:
+                local[g, 0] += 1.0
             local[g, 1] += dev
             local[g, 2] += sq
         if width > 3:
             g = first_d + np.int64(codes_d[r])
-            local[g, 0] += 1.0
+            if count:
+                local[g, 0] += 1.0
             local[g, 1] += dev
             local[g, 2] += sq
 
@@ -325,6 +334,7 @@ def simulate_pass(
     effect_shift,
     baseline_shift,
     out,
+    invariants=True,
 ):
     """Effects, their moments, the baseline's moments and per-segment sums in one pass over the twins.
 
@@ -340,6 +350,10 @@ def simulate_pass(
     - ``groups`` ``(n_blocks, total_groups, 3)``: per segment count, ``sum(effect - effect_shift)`` and
       its square (all zeros when ``with_groups`` is False). ``codes`` is a tuple of same-dtype code arrays
       indexed by population row; dimension ``k`` owns groups ``offsets[k] .. offsets[k + 1] - 1``.
+
+    ``invariants`` False skips what depends only on the selection, not on the intervention (the
+    ``INVARIANT_COUNTERS`` columns, the baseline sums, the group counts): they are left 0 for a caller that
+    kept them from an earlier pass over the same selection.
 
     The effect is :func:`_twin_effect`'s, bit for bit (same operations in the same order; a multiplier
     that is exactly 1.0 for the call, the tier or the peer gate, is skipped, which changes no bit), but the
@@ -402,12 +416,9 @@ def simulate_pass(
             for j in range(start, stop):
                 i = index[j] if use_index else j
                 d, fd = _clamp_flag(np.float64(decile[i]), d_low, d_high)
-                f_decile += fd
                 e, fe = _clamp_flag(engagement[i], 0.0, 1.0)
-                f_engagement += fe
                 a = np.int64(adoption[i])
                 fa = a >= last_adoption
-                f_adoption += fa
                 a = last_adoption if fa else a
                 total = (d_intercept - d_slope * (d - d_low)) * (e_intercept + e_slope * e)
                 total *= adoption_mult[a]
@@ -419,7 +430,14 @@ def simulate_pass(
                     f_tier += ft
                     total *= tier_mult[np.int64(tt)]
                 p, fp = _clamp_flag(propensity[i], 0.0, 1.0)
-                f_propensity += fp
+                if invariants:
+                    f_decile += fd
+                    f_engagement += fe
+                    f_adoption += fa
+                    f_propensity += fp
+                    b = baseline[i] - baseline_shift
+                    s_b += b
+                    s_bb += b * b
                 total *= p_intercept + p_slope * p
                 gated = False
                 if use_peer:
@@ -438,9 +456,6 @@ def simulate_pass(
                 dev = effect - effect_shift
                 s_e += dev
                 s_ee += dev * dev
-                b = baseline[i] - baseline_shift
-                s_b += b
-                s_bb += b * b
                 lo = min(lo, effect)
                 hi = max(hi, effect)
                 if with_groups:
@@ -448,7 +463,9 @@ def simulate_pass(
             if with_groups:
                 local[:, :] = 0.0
                 for k in range(0, n_dims, 4):
-                    _add_segments(local, deviations, index, use_index, start, stop, codes, offsets, k)
+                    _add_segments(
+                        local, deviations, index, use_index, start, stop, codes, offsets, k, invariants
+                    )
                 groups[c, :, :] = local
             sums[c, S_EFFECT_SUM] = s_e
             sums[c, S_EFFECT_SQ] = s_ee

@@ -32,7 +32,7 @@ from ..models import (
 from ..population import TwinPopulation
 from . import decisions as D
 from .boundary import baseline_missing, data_quality, population_warnings, unmatched_values
-from .fused import fused_pass, needs_effects, pass_bytes
+from .fused import SelectionInvariants, fused_pass, needs_effects, pass_bytes
 from .intervals import FusedPass, Interval, heterogeneity, interval, segment_probabilities
 from .options import CI_METHODS, Call, as_number, resolve_call
 from .protocols import ResultCache, SimulationRecorder
@@ -130,6 +130,7 @@ class SimulationEngine:
         ):
             raise ValueError(f"`model_fidelity_score` must be between 0 and 1; got {model_fidelity_score}")
         self.model_fidelity_score = model_fidelity_score
+        self._invariants: dict[bool, SelectionInvariants] = {}  # per heterogeneity flag, see .fused
         self.effect_model = effect_model if effect_model is not None else EffectModel.from_config(self.config)
         self.cache: ResultCache | None
         if cache is False:
@@ -424,7 +425,7 @@ class SimulationEngine:
         """One kernel pass: effects (unless ``keep_effects`` is False), their moments, the baseline's moments
         and the per-segment sums (:func:`.fused.fused_pass`)."""
         chunk = self.config.simulation.kernel_chunk_size
-        return fused_pass(self.population, sel.index, sel.n, call, chunk, keep_effects)
+        return fused_pass(self.population, sel.index, sel.n, call, chunk, keep_effects, self._invariants)
 
     def _outcome_sd(self, interval: Interval, sel: _Selection, warnings: list[str]) -> float:
         """Outcome sd a real test would measure: baseline spread + effect spread + residual.
