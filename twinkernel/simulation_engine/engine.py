@@ -130,7 +130,7 @@ class SimulationEngine:
         ):
             raise ValueError(f"`model_fidelity_score` must be between 0 and 1; got {model_fidelity_score}")
         self.model_fidelity_score = model_fidelity_score
-        self._invariants: dict[bool, SelectionInvariants] = {}  # per heterogeneity flag, see .fused
+        self._invariants: dict[tuple[bool, float, float, int], SelectionInvariants] = {}  # see .fused
         self.effect_model = effect_model if effect_model is not None else EffectModel.from_config(self.config)
         self.cache: ResultCache | None
         if cache is False:

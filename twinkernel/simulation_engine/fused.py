@@ -43,7 +43,7 @@ def fused_pass(
     call: Call,
     chunk: int,
     keep_effects: bool = True,
-    invariants: dict[bool, SelectionInvariants] | None = None,
+    invariants: dict[tuple[bool, float, float, int], SelectionInvariants] | None = None,
 ) -> FusedPass:
     """Run the fused kernel over ``index`` (population rows; ``None``: every row in order, ``n`` of them).
 
@@ -64,7 +64,10 @@ def fused_pass(
     effect_shift = min(cap, max(-cap, nominal))
     effects = np.empty(n, dtype=np.float64) if keep_effects else _NO_EFFECTS
     reuse = invariants is not None and index is None
-    known = invariants.get(call.heterogeneity) if invariants is not None and reuse else None
+    # What the kept tables depend on besides the twins: segments or not, the decile clamp range, the
+    # adoption table's length (its last entry counts unrecognised stages).
+    key = (call.heterogeneity, p.value(K.P_DECILE_LOW), p.value(K.P_DECILE_HIGH), len(p.adoption_multipliers))
+    known = invariants.get(key) if invariants is not None and reuse else None
     counts, sums, groups = K.simulate_pass(
         c.decile,
         c.engagement,
@@ -95,7 +98,7 @@ def fused_pass(
         sums[:, K.S_BASELINE_SUM : K.S_BASELINE_SQ + 1] = known.baseline
         groups[:, :, 0] = known.group_counts
     elif reuse and invariants is not None:
-        invariants[call.heterogeneity] = SelectionInvariants(
+        invariants[key] = SelectionInvariants(
             counts[:, K.INVARIANT_COUNTERS].copy(),
             sums[:, K.S_BASELINE_SUM : K.S_BASELINE_SQ + 1].copy(),
             groups[:, :, 0].copy(),
