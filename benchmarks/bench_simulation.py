@@ -3,7 +3,8 @@
 Targets on the 2-core machine, after JIT warm-up: 50 000 twins with heterogeneity under 10 ms (the
 per-twin Python loop, :class:`TimeBaselineLoop`, takes about 0.6 s there); 10 000 000 twins under 1 s
 with peak memory under 1.5 GB; DEBUG-off overhead under 1 ms against the same call with the logging
-code removed (:class:`TimeDebugOverhead`).
+code removed (:class:`TimeDebugOverhead`). Issue 13: 10 000 000 twins with heterogeneity in at most 1.5×
+the bare effects pass over the same twins (:func:`bare_effects_pass`, :class:`TrackSimulateOverBarePass`).
 
 Inputs come from :mod:`benchmarks.cases` (seeded, memoised). Every ``setup`` does one warm-up call so
 JIT compilation is never timed. Engines run without a result cache: the computation is timed, not a
@@ -18,6 +19,10 @@ Run offline::
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
+import numba
 import numpy as np
 
 from benchmarks.baseline import simulate_per_twin, twins_from_population
@@ -32,8 +37,87 @@ from benchmarks.cases import (
     one_thread,
     service_logging,
 )
+from twinkernel import InterventionConfig, SimulationEngine, TwinPopulation
+from twinkernel.kernels import effects as K
+from twinkernel.kernels._rng import STREAM_EFFECT_NOISE, STREAM_EFFECT_NOISE_ANGLE, key_for, twin_normal
 
 SEED = 20_251_127
+
+
+@numba.njit(parallel=True)  # no cache: the module is imported under different names by asv and pytest
+def bare_effects_pass(
+    decile: np.ndarray,
+    engagement: np.ndarray,
+    adoption: np.ndarray,
+    tier: np.ndarray,
+    peer: np.ndarray,
+    propensity: np.ndarray,
+    twin_key: np.ndarray,
+    params: np.ndarray,
+    adoption_mult: np.ndarray,
+    tier_mult: np.ndarray,
+    seed: np.uint64,
+) -> float:
+    """The floor of any simulation: every twin's effect (SPEC §3, noise drawn by twin key), summed.
+
+    The same-run reference of ``simulate`` (issue 13: at most 1.5× this pass with heterogeneity). It reads
+    the same columns and computes the same effects as :func:`twinkernel.kernels.effects.simulate_pass`, in
+    the same order of operations, and does nothing else: no selection, no clamp counters, no stored
+    effects, no squares, no baseline moments, no segments, and a plain ``prange`` reduction (whose last bits
+    depend on the thread count; the engine's fixed-slot sums do not).
+    """
+    key_radius = key_for(seed, STREAM_EFFECT_NOISE)
+    key_angle = key_for(seed, STREAM_EFFECT_NOISE_ANGLE)
+    d_low = params[K.P_DECILE_LOW]
+    d_high = params[K.P_DECILE_HIGH]
+    cap = params[K.P_CAP]
+    threshold = params[K.P_PEER_THRESHOLD]
+    use_tier = params[K.P_USE_TIER] > 0.5
+    last_adoption = adoption_mult.shape[0] - 1
+    total_sum = 0.0
+    for i in numba.prange(decile.shape[0]):
+        d = min(max(np.float64(decile[i]), d_low), d_high)
+        e = min(max(engagement[i], 0.0), 1.0)
+        m = (params[K.P_DECILE_INTERCEPT] - params[K.P_DECILE_SLOPE] * (d - d_low)) * (
+            params[K.P_ENGAGEMENT_INTERCEPT] + params[K.P_ENGAGEMENT_SLOPE] * e
+        )
+        m *= adoption_mult[min(np.int64(adoption[i]), last_adoption)]
+        m *= params[K.P_INTENSITY]
+        m *= params[K.P_DURATION]
+        m *= params[K.P_CHANNEL]
+        if use_tier:
+            m *= tier_mult[np.int64(min(max(np.float64(tier[i]), 1.0), 5.0))]
+        m *= params[K.P_PROPENSITY_INTERCEPT] + params[K.P_PROPENSITY_SLOPE] * min(
+            max(propensity[i], 0.0), 1.0
+        )
+        if threshold < 0.0 or min(max(peer[i], 0.0), 1.0) >= threshold:
+            effect = params[K.P_BASE] * m + params[K.P_NOISE_SD] * twin_normal(
+                key_radius, key_angle, twin_key[i]
+            )
+            total_sum += min(max(effect, -cap), cap)
+    return total_sum
+
+
+def bare_pass_call(
+    population: TwinPopulation, intervention: InterventionConfig, seed: int = SEED
+) -> Callable[[], float]:
+    """A zero-argument call of :func:`bare_effects_pass` over every twin of ``population``."""
+    c = population.kernel_columns
+    p = engine_for(population).effect_model.parameters(intervention)
+    args = (
+        c.decile,
+        c.engagement,
+        c.adoption,
+        c.tier,
+        c.peer,
+        c.propensity,
+        c.twin_key,
+        p.params,
+        p.adoption_multipliers,
+        p.tier_multipliers,
+        np.uint64(seed),
+    )
+    return lambda: bare_effects_pass(*args)
 
 
 class TimeSimulate:
@@ -70,6 +154,57 @@ class TimeSimulate:
         return abs(self.result.simulated_ate - expected.ate) / expected.mc_se
 
     track_ate_error.unit = "MC standard errors"  # type: ignore[attr-defined]
+
+
+class TimeBareEffectsPass:
+    """The same-run reference of ``simulate``: :func:`bare_effects_pass` over n twins (EMAIL)."""
+
+    params = ([1_000_000, 10_000_000],)
+    param_names = ("n_twins",)
+    timeout = 300.0
+
+    def setup(self, n: int) -> None:
+        self.bare = bare_pass_call(hcp_population(n), EMAIL)
+        self.bare()
+
+    def time_bare_pass(self, n: int) -> None:
+        self.bare()
+
+
+class TrackSimulateOverBarePass:
+    """``simulate`` with heterogeneity ÷ the bare effects pass on the same twins (issue 13 goal: ≤ 1.5).
+
+    Medians of interleaved calls at the default thread count and on one thread (the regression gate's
+    setting, ``tests/performance/test_regression_gate.py``).
+    """
+
+    params = ([1_000_000, 10_000_000], ["default", "one"])
+    param_names = ("n_twins", "threads")
+    timeout = 600.0
+
+    def setup(self, n: int, threads: str) -> None:
+        population = hcp_population(n)
+        self.engine = engine_for(population)
+        self.bare = bare_pass_call(population, EMAIL)
+        self.engine.simulate(EMAIL, seed=SEED)
+        self.bare()
+
+    def track_ratio(self, n: int, threads: str) -> float:
+        return simulate_over_bare(self.engine, self.bare, 5, one=threads == "one")[0]
+
+    track_ratio.unit = "x"  # type: ignore[attr-defined]
+
+
+def simulate_over_bare(
+    engine: SimulationEngine, bare: Callable[[], float], rounds: int, one: bool = False
+) -> tuple[float, float, float]:
+    """``(ratio, simulate s, bare s)``: medians of ``rounds`` interleaved calls, EMAIL with heterogeneity."""
+    with one_thread() if one else contextlib.nullcontext():
+        times = interleaved_times(
+            {"simulate": lambda: engine.simulate(EMAIL, seed=SEED), "bare": bare}, rounds
+        )
+    sim, ref = float(np.median(times["simulate"])), float(np.median(times["bare"]))
+    return sim / ref, sim, ref
 
 
 class TimeSimulateInterventions:

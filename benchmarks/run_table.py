@@ -3,11 +3,10 @@
     /work/main/.venv/bin/python -m benchmarks.run_table [--rounds 15] [--no-10m]
 
 Every configuration is timed after a warm-up call, interleaved round by round with the configuration it is
-compared with (heterogeneity on/off at one size; the loop and the kernel; the engine and its
-logging-removed variant), so a slow phase of a shared machine hits both alike; the table gives medians
-and ratios. The peak RSS of a
-10 000 000-twin simulation is measured in a fresh subprocess (imports + building the population + one
-simulation), as ``VmHWM``.
+compared with (heterogeneity on/off and, from 1 M twins, the bare effects pass at one size; the loop and
+the kernel; the engine and its logging-removed variant), so a slow phase of a shared machine hits both
+alike; the table gives medians and ratios. The peak RSS of a 10 000 000-twin simulation is measured in a
+fresh subprocess (imports + building the population + one simulation), as ``VmHWM``.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import numba
 import numpy as np
 
 from benchmarks.baseline import simulate_per_twin, twins_from_population
+from benchmarks.bench_simulation import bare_pass_call, simulate_over_bare
 from benchmarks.cases import (
     EMAIL,
     engine_for,
@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             calls[f"{n}|{het}"] = lambda e=engine, h=het: e.simulate(
                 EMAIL, seed=SEED, calculate_heterogeneity=h
             )
+        if n >= 1_000_000:  # issue 13's reference: the bare effects pass, in the same rounds
+            bare = bare_pass_call(engine.population, EMAIL)
+            assert abs(bare() / n - expected.ate) < 5 * expected.mc_se
+            calls[f"{n}|bare"] = bare
         # Heterogeneity on/off interleaved per size; sizes in blocks (interleaving 10 k-twin calls with
         # 10 M-twin calls slowed the small ones many-fold on the loaded machine).
         sim_times.update(interleaved_times(calls, args.rounds))
@@ -133,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
             },
             201,
         )
+    # simulate ÷ bare pass on one thread (the regression gate's setting), at the largest size.
+    n_big = sizes[-1]
+    one_ratio = simulate_over_bare(
+        engines[n_big], bare_pass_call(engines[n_big].population, EMAIL), args.rounds, one=True
+    )
     breakdown = {n: engines[n].simulate(EMAIL, seed=SEED).timings_ms for n in sizes if n >= 1_000_000}
     engines.clear()
     twins.clear()
@@ -153,6 +162,21 @@ def main(argv: list[str] | None = None) -> int:
             target_s = f"< {target:g} ms" if target is not None and (het or n == 10_000_000) else ""
             label = f"`simulate` {n:,} twins, heterogeneity {'on' if het else 'off'}"
             lines.append(f"| {label} | {med:.2f} | {target_s} | {med * 1e6 / n:.1f} ns |")
+    for n in sizes:
+        if f"{n}|bare" not in sim_times:
+            continue
+        bare_ms, het_ms = ms(sim_times[f"{n}|bare"]), ms(sim_times[f"{n}|True"])
+        lines.append(
+            f"| bare effects pass {n:,} twins (same rounds) | {bare_ms:.2f} | | {bare_ms * 1e6 / n:.1f} ns |"
+        )
+        lines.append(
+            f"| **`simulate` {n:,} twins with heterogeneity ÷ bare effects pass** "
+            f"| **{het_ms / bare_ms:.2f}×** | ≤ 1.5× | |"
+        )
+    lines.append(
+        f"| `simulate` {n_big:,} twins with heterogeneity ÷ bare pass, one thread "
+        f"({one_ratio[1] * 1e3:.0f} vs {one_ratio[2] * 1e3:.0f} ms) | {one_ratio[0]:.2f}× | ≤ 1.5× | |"
+    )
     b_ms, k_ms = ms(pair["baseline"]), ms(pair["kernel"])  # 5 loop calls, 35 kernel calls
     lines.append(
         f"| per-twin Python loop (pydantic twin + call per twin), 50,000 twins | {b_ms:.1f} | ~600 (issue) "

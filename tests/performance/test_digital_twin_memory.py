@@ -26,13 +26,14 @@ import pytest
 from benchmarks.baseline import twins_from_population
 from benchmarks.cases import EMAIL, SPEAKER, engine_for, expected_ate, hcp_population, performance_limits
 from twinkernel import SimulationStatus
+from twinkernel.kernels import effects as K
 
 pytestmark = [pytest.mark.xdist_group(name="digital_twin_performance")]
 
 SEED = 11
 MB = 10**6  # the configuration's memory limits are in MB
 KIB = 2**10
-EFFECT_BYTES = np.dtype(np.float64).itemsize  # simulate must at least hold one float64 effect per twin
+EFFECT_BYTES = np.dtype(np.float64).itemsize  # one float64 effect per twin: kept only for a bootstrap
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -55,12 +56,14 @@ def _traced_peak_of_simulate(n: int) -> int:
 
 @pytest.mark.slow
 def test_memory_growth_linear() -> None:
-    """The memory a simulation allocates grows linearly in n, at a few float64 per twin.
+    """The memory a simulation allocates grows linearly in n, and by less than a float64 per twin.
 
     Peaks of traced memory at 100 K … 800 K twins fit a straight line (every point within
-    ``performance.linear_fit_tolerance`` of it); the slope is between 8 bytes (the effects array) and
-    ``performance.max_simulate_bytes_per_twin``. The population's own size per twin is the same at
-    every n (within the same tolerance).
+    ``performance.linear_fit_tolerance`` of it). An analytic interval keeps no per-twin effect (issue 13),
+    so the slope is the fused pass's per-slot tables (one row of clamp counters, sums and segment sums per
+    ``SUM_BLOCK`` twins, about 0.2 bytes per twin), below 8 bytes and below
+    ``performance.max_simulate_bytes_per_twin``. The population's own size per twin is the same at every n
+    (within the same tolerance).
     """
     limits = performance_limits()
     sizes = np.array([100_000, 200_000, 400_000, 800_000])
@@ -70,7 +73,10 @@ def test_memory_growth_linear() -> None:
     shown = dict(zip(sizes.tolist(), (peaks / MB).round(2).tolist(), strict=True))
     print(f"\ntraced simulate peak (MB) {shown}")
     print(f"slope {slope:.2f} B/twin, intercept {intercept / KIB:.1f} KiB")
-    assert EFFECT_BYTES <= slope <= limits.max_simulate_bytes_per_twin
+    n_groups = int(hcp_population(int(sizes[0]), seed=5).segment_offsets[-1])
+    slot_bytes = (K.N_COUNTERS + K.N_SUMS + 3 * n_groups) * 8 / K.SUM_BLOCK
+    assert (1.0 - limits.linear_fit_tolerance) * slot_bytes <= slope < EFFECT_BYTES
+    assert slope <= limits.max_simulate_bytes_per_twin
     assert np.all(np.abs(peaks - fitted) <= limits.linear_fit_tolerance * peaks)
     per_twin = [hcp_population(int(n), seed=5, cached=False).frame.estimated_size() / n for n in sizes[:3]]
     assert max(per_twin) - min(per_twin) < limits.linear_fit_tolerance * min(per_twin)
@@ -204,8 +210,8 @@ def peak_10m() -> dict[str, Any]:
 @pytest.mark.slow
 def test_simulate_memory_overhead_10m(peak_10m: dict[str, Any]) -> None:
     """Simulating 10 M twins needs little beyond the resident population (``performance.
-    simulate_rss_overhead_mb_10m`` more RSS; the effects array is 80 MB, heterogeneity and moments work
-    in fixed-size chunks)."""
+    simulate_rss_overhead_mb_10m`` more RSS; an analytic interval keeps no effects array (a bootstrap
+    keeps 80 MB), heterogeneity and moments work in fixed-size chunks)."""
     limits = performance_limits()
     assert peak_10m["status"] == "completed" and peak_10m["twin_count"] == 10_000_000
     if peak_10m["simulate_hwm"] < 0:

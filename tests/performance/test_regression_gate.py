@@ -1,7 +1,8 @@
 """Performance regression gate: each kernel's time relative to a same-run reference, against a recorded ratio.
 
-A case times a twinkernel call and its reference (``scipy.stats.bootstrap`` on the same data, or a bare
-Numba pass that only generates the counter-based hashes the kernel needs) interleaved round by round in
+A case times a twinkernel call and its reference (``scipy.stats.bootstrap`` on the same data, a bare
+Numba pass that only generates the counter-based hashes the kernel needs, or for ``simulate`` a bare pass
+that only computes and sums the same effects) interleaved round by round in
 this process, takes the median of each, and compares ``ours / reference`` with the ratio recorded in
 ``tests/performance/regression_ratios.json``. The test fails when the ratio grew by more than the file's
 ``tolerance`` (0.25: 25 %).
@@ -25,6 +26,7 @@ tests/performance/test_regression_gate.py`` and commit the JSON file.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -36,7 +38,9 @@ import numpy as np
 import pytest
 
 from benchmarks.bench_bootstrap import SEED, bare_hash_pass, bootstrap_values, scipy_interval
-from benchmarks.cases import EMAIL, interleaved_times, one_thread
+from benchmarks.bench_simulation import SEED as SIM_SEED
+from benchmarks.bench_simulation import bare_pass_call
+from benchmarks.cases import EMAIL, engine_for, hcp_population, interleaved_times, one_thread
 from twinkernel import SimulationEngine, TwinPopulation
 from twinkernel.bootstrap import bootstrap_ci
 
@@ -68,6 +72,21 @@ def _bare(n: int, b: int, draws_per_hash: int) -> Callable[[], Any]:
     return lambda: bare_hash_pass(n // draws_per_hash, b)
 
 
+@functools.cache
+def _engine_and_bare(n: int) -> tuple[Any, Callable[[], float]]:
+    population = hcp_population(n)
+    return engine_for(population), bare_pass_call(population, EMAIL)
+
+
+def _simulate(n: int) -> Callable[[], Any]:
+    # Built on the first (warm-up) call, not at import: the gate is skipped outside CI's gate step.
+    return lambda: _engine_and_bare(n)[0].simulate(EMAIL, seed=SIM_SEED)
+
+
+def _bare_effects(n: int) -> Callable[[], Any]:
+    return lambda: _engine_and_bare(n)[1]()
+
+
 CASES: dict[str, tuple[Callable[[], Any], Callable[[], Any], str]] = {
     "multinomial_percentile_100k_x2000_vs_scipy": (
         _ours(100_000, 2000, "percentile", "multinomial"),
@@ -88,6 +107,11 @@ CASES: dict[str, tuple[Callable[[], Any], Callable[[], Any], str]] = {
         _ours(1_000_000, 1000, "bca", "poisson"),
         _bare(1_000_000, 1000, 4),
         "bare Numba pass generating n/4 hashes per replicate (the kernel's hash budget)",
+    ),
+    "simulate_1m_heterogeneity_vs_bare_effects_pass": (
+        _simulate(1_000_000),
+        _bare_effects(1_000_000),
+        "bare Numba pass computing and summing the same 1 M effects (benchmarks.bench_simulation)",
     ),
 }
 

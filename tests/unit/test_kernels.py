@@ -7,16 +7,19 @@ import math
 
 import numba
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import naive
 from tests.conftest import KERNEL_ATOL, KERNEL_RTOL, fused_pass, kernel_effects
-from twinkernel import EffectModel, InterventionConfig, InterventionType, PopulationFilter
+from twinkernel import EffectModel, InterventionConfig, InterventionType, PopulationFilter, TwinPopulation
 from twinkernel.kernels import _rng
 from twinkernel.kernels import effects as K
 from twinkernel.kernels.stats import combine_columns, combine_grouped, shifted_variance
+from twinkernel.simulation_engine.fused import needs_effects, pass_bytes
+from twinkernel.simulation_engine.options import resolve_call
 
 SIX = tuple(t.value for t in InterventionType)
 EMPTY = np.empty(0, dtype=np.int64)
@@ -316,3 +319,202 @@ class TestFusedPass:
         p = engine.effect_model.parameters(InterventionConfig(intervention_type="email_campaign"))
         _, _, _, groups = fused_pass(engine.population, p, seed=1, chunk=128)
         assert groups.shape == (1, 0, 3)
+
+    @pytest.mark.parametrize("with_index", [False, True])
+    def test_empty_out_skips_the_stores_and_changes_no_bit(self, make_engine, with_index):
+        """An analytic interval needs no per-twin effect: the kernel then stores none, same tables."""
+        engine = make_engine(3 * K.SUM_BLOCK + 77, seed=21)
+        pop = engine.population
+        c = pop.kernel_columns
+        p = engine.effect_model.parameters(InterventionConfig(intervention_type="peer_influence_activation"))
+        index = np.arange(pop.n - 1, -1, -2, dtype=np.int64) if with_index else None
+        stored = fused_pass(pop, p, index, chunk=256, with_groups=True, effect_shift=0.05, baseline_shift=0.3)
+        offsets = pop.segment_offsets
+        skipped = K.simulate_pass(
+            c.decile,
+            c.engagement,
+            c.adoption,
+            c.tier,
+            c.peer,
+            c.propensity,
+            c.baseline,
+            c.twin_key,
+            EMPTY if index is None else index,
+            index is not None,
+            p.params,
+            p.adoption_multipliers,
+            p.tier_multipliers,
+            np.uint64(7),
+            256,
+            c.segment_codes,
+            offsets,
+            int(offsets[-1]),
+            True,
+            0.05,
+            0.3,
+            np.empty(0),
+        )
+        for got, want in zip(skipped, stored[1:], strict=True):
+            np.testing.assert_array_equal(got, want)
+        plain = naive.individual_effects(c, index, p.params, p.adoption_multipliers, p.tier_multipliers, 7)
+        np.testing.assert_allclose(stored[0], plain, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+        assert skipped[1][:, K.S_EFFECT_SUM].sum() == pytest.approx((plain - 0.05).sum(), rel=1e-12)
+        gated = skipped[0][:, K.C_PEER_GATED].sum()
+        assert gated == np.count_nonzero(plain == 0.0) and 0 < gated < plain.size
+
+    @pytest.mark.parametrize("n_dims", [1, 4, 5, 9])
+    def test_segment_sums_for_any_number_of_dimensions(self, make_engine, n_dims):
+        """Segments go up to four dimensions per sweep of a block; any count matches the reference."""
+        engine = make_engine(2 * K.SUM_BLOCK + 5, seed=22)
+        pop = engine.population
+        c = pop.kernel_columns
+        p = engine.effect_model.parameters(InterventionConfig(intervention_type="email_campaign"))
+        rng = np.random.default_rng(23)
+        sizes = [int(s) for s in rng.integers(1, 12, n_dims)]
+        codes = tuple(rng.integers(0, s, pop.n).astype(np.uint8) for s in sizes)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        out = np.empty(pop.n)
+        _, _, groups = K.simulate_pass(
+            c.decile,
+            c.engagement,
+            c.adoption,
+            c.tier,
+            c.peer,
+            c.propensity,
+            c.baseline,
+            c.twin_key,
+            EMPTY,
+            False,
+            p.params,
+            p.adoption_multipliers,
+            p.tier_multipliers,
+            np.uint64(3),
+            K.SUM_BLOCK,
+            codes,
+            offsets,
+            int(offsets[-1]),
+            True,
+            0.0,
+            0.0,
+            out,
+        )
+        gn, gmean, gvar = combine_grouped(groups, 0.0)
+        for k, (rn, rm, rv) in enumerate(naive.grouped_moments(out, codes, sizes)):
+            a, b = offsets[k], offsets[k + 1]
+            np.testing.assert_array_equal(gn[a:b], rn)
+            np.testing.assert_allclose(gmean[a:b], rm, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(gvar[a:b], rv, rtol=1e-8, atol=1e-15)
+        assert gn.sum() == n_dims * pop.n
+
+    def test_engine_keeps_effects_only_for_a_bootstrap(self, make_engine):
+        engine = make_engine(1500, seed=24)
+        ic = InterventionConfig(intervention_type="speaker_program_invitation")
+        sel = engine._select(ic, PopulationFilter())
+        analytic = resolve_call(engine.config, engine.effect_model, ic, None, None, True, 5, None, None)
+        boot = resolve_call(engine.config, engine.effect_model, ic, None, None, True, 5, "bca", 50)
+        assert not needs_effects(analytic) and needs_effects(boot)
+        kept = engine._fused_pass(sel, analytic)
+        lean = engine._fused_pass(sel, analytic, keep_effects=False)
+        assert lean.effects.shape == kept.effects.shape == (1500,)
+        assert np.isnan(lean.effects).all() and not lean.effects.flags.owndata
+        assert pass_bytes(kept) - pass_bytes(lean) == 1500 * 8
+        np.testing.assert_array_equal(lean.counts, kept.counts)
+        np.testing.assert_array_equal(lean.totals, kept.totals)
+        np.testing.assert_array_equal(lean.groups, kept.groups)
+        plain = naive.individual_effects(
+            engine.population.kernel_columns,
+            None,
+            analytic.params.params,
+            analytic.params.adoption_multipliers,
+            analytic.params.tier_multipliers,
+            5,
+        )
+        np.testing.assert_allclose(kept.effects, plain, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+        result = engine.simulate(ic, seed=5)
+        assert result.simulated_ate == pytest.approx(plain.mean(), rel=1e-12)
+        assert result.memory_usage_mb * 2**20 == pass_bytes(lean)
+
+
+class TestBareEffectsPass:
+    """The benchmarks' same-run reference of ``simulate`` computes the same effects (SPEC §3)."""
+
+    @pytest.mark.parametrize("itype", SIX)
+    def test_sums_the_reference_effects(self, make_engine, itype):
+        from benchmarks.bench_simulation import bare_pass_call
+
+        engine = make_engine(3000, seed=25)
+        extra = {"additional_calls": 2} if itype == "call_frequency_increase" else {}
+        ic = InterventionConfig(intervention_type=itype, extra_params=extra)
+        p = engine.effect_model.parameters(ic)
+        c = engine.population.kernel_columns
+        plain = naive.individual_effects(c, None, p.params, p.adoption_multipliers, p.tier_multipliers, 9)
+        got = bare_pass_call(engine.population, ic, seed=9)()
+        assert got == pytest.approx(plain.sum(), rel=1e-12)
+        assert got == pytest.approx(engine.simulate(ic, seed=9).simulated_ate * 3000, rel=1e-12)
+
+
+class TestSelectionInvariants:
+    """A pass over every twin keeps what does not depend on the intervention; later passes reuse it."""
+
+    def test_kernel_skips_only_the_invariant_tables(self, make_population, config):
+        frame = make_population(3 * K.SUM_BLOCK + 9, seed=26).frame.with_columns(
+            (pl.col("digital_engagement_score") * 1.4 - 0.2).alias("digital_engagement_score"),
+            (pl.col("baseline_propensity") * 1.4 - 0.2).alias("baseline_propensity"),
+        )
+        pop = TwinPopulation.from_frame(frame, config=config)
+        p = EffectModel.from_config(config).parameters(InterventionConfig(intervention_type="email_campaign"))
+        c = pop.kernel_columns
+        offsets = pop.segment_offsets
+        args = (c.decile, c.engagement, c.adoption, c.tier, c.peer, c.propensity, c.baseline, c.twin_key)
+        tail = (EMPTY, False, p.params, p.adoption_multipliers, p.tier_multipliers, np.uint64(4), 512)
+        groups_args = (c.segment_codes, offsets, int(offsets[-1]), True, 0.05, 0.3, np.empty(0))
+        full = K.simulate_pass(*args, *tail, *groups_args)
+        lean = K.simulate_pass(*args, *tail, *groups_args, False)
+        inv = K.INVARIANT_COUNTERS
+        other = np.setdiff1d(np.arange(K.N_COUNTERS), inv)
+        assert full[0][:, inv].sum() > 0 and not lean[0][:, inv].any()
+        np.testing.assert_array_equal(lean[0][:, other], full[0][:, other])
+        baseline = [K.S_BASELINE_SUM, K.S_BASELINE_SQ]
+        assert not lean[1][:, baseline].any()
+        np.testing.assert_array_equal(
+            np.delete(lean[1], baseline, axis=1), np.delete(full[1], baseline, axis=1)
+        )
+        assert not lean[2][:, :, 0].any()
+        np.testing.assert_array_equal(lean[2][:, :, 1:], full[2][:, :, 1:])
+        assert full[2][:, :, 0].sum() == len(c.segment_codes) * pop.n
+
+    def test_engine_reuses_them_bit_for_bit(self, make_engine):
+        engine = make_engine(2 * K.SUM_BLOCK + 11, seed=27)
+        ic = InterventionConfig(intervention_type="speaker_program_invitation")
+        other = InterventionConfig(intervention_type="peer_influence_activation")
+        sel = engine._select(ic, PopulationFilter())
+        call = resolve_call(engine.config, engine.effect_model, ic, None, None, True, 8, None, None)
+        fresh = fused_pass(
+            engine.population,
+            call.params,
+            seed=8,
+            chunk=engine.config.simulation.kernel_chunk_size,
+            with_groups=True,
+            effect_shift=engine._fused_pass(sel, call).effect_shift,
+            baseline_shift=engine.population.baseline_mean,
+        )
+        assert [key[0] for key in engine._invariants] == [True]
+        reused = engine._fused_pass(sel, call)
+        np.testing.assert_array_equal(reused.effects, fresh[0])
+        np.testing.assert_array_equal(reused.counts, fresh[1].sum(axis=0))
+        np.testing.assert_array_equal(reused.totals, combine_columns(fresh[2]))
+        np.testing.assert_array_equal(reused.groups, fresh[3])
+        first = engine.simulate(other, seed=8)
+        again = engine.simulate(other, seed=8)
+        assert first.simulated_ate == again.simulated_ate and first.outcome_std == again.outcome_std
+        assert first.effect_heterogeneity == again.effect_heterogeneity
+        assert first.data_quality == again.data_quality
+        plain = naive.individual_effects(
+            engine.population.kernel_columns,
+            None,
+            engine.effect_model.parameters(other).params,
+            engine.effect_model.parameters(other).adoption_multipliers,
+            engine.effect_model.parameters(other).tier_multipliers,
+            8,
+        )
+        assert again.simulated_ate == pytest.approx(plain.mean(), rel=1e-12)

@@ -19,7 +19,6 @@ from ..config import TwinkernelConfig, get_config
 from ..effect_model import EffectModel, EffectParameters
 from ..kernels import KERNEL_VERSION
 from ..kernels import effects as K
-from ..kernels.stats import combine_columns
 from ..models import (
     EffectHeterogeneity,
     FrozenMapping,
@@ -33,6 +32,7 @@ from ..population import TwinPopulation
 from . import decisions as D
 from . import partial as P
 from .boundary import baseline_missing, data_quality, population_warnings, unmatched_values
+from .fused import SelectionInvariants, fused_pass, needs_effects, pass_bytes
 from .intervals import FusedPass, Interval, heterogeneity, interval, segment_probabilities
 from .options import CI_METHODS, Call, as_number, resolve_call
 from .options import Selection as _Selection
@@ -43,8 +43,6 @@ __all__ = ["CI_METHODS", "ResultCache", "SimulationEngine", "SimulationRecorder"
 
 logger = logging.getLogger("twinkernel")
 _RECORDED = (SimulationStatus.COMPLETED, SimulationStatus.PARTIAL)
-
-_EMPTY_INDEX = np.empty(0, dtype=np.int64)
 
 
 class SimulationEngine:
@@ -127,6 +125,7 @@ class SimulationEngine:
             raise ValueError(f"`model_fidelity_score` must be between 0 and 1; got {model_fidelity_score}")
         self.model_fidelity_score = model_fidelity_score
         self.clock: Callable[[], float] = time.perf_counter  # simulate(timeout_s=...) reads it; tests inject
+        self._invariants: dict[tuple[bool, float, float, int], SelectionInvariants] = {}  # see .fused
         self.effect_model = effect_model if effect_model is not None else EffectModel.from_config(self.config)
         self.cache: ResultCache | None
         if cache is False:
@@ -344,7 +343,7 @@ class SimulationEngine:
 
         t = time.perf_counter()
         if timeout is None:
-            fused = self._fused_pass(sel, call)
+            fused = self._fused_pass(sel, call, keep_effects=needs_effects(call))
         else:
             budget = self.config.simulation.timeout
             run = P.run_blocks(self._fused_pass, sel, call, budget, timeout, self.clock)
@@ -367,7 +366,7 @@ class SimulationEngine:
             timings["heterogeneity_ms"] = (time.perf_counter() - t) * 1e3
         dq = data_quality(self.population, fused.counts, sel.index)
         decision = self._decide(ci, sel, call, dq, warnings)
-        nbytes = fused.effects.nbytes + (sel.index.nbytes + self.population.n if sel.index is not None else 0)
+        nbytes = pass_bytes(fused) + (sel.index.nbytes + self.population.n if sel.index is not None else 0)
         elapsed = (time.perf_counter() - t_start) * 1e3
         timings["total_ms"] = elapsed
         result = SimulationResult(
@@ -449,44 +448,11 @@ class SimulationEngine:
             warnings=tuple(warnings),
         )
 
-    def _fused_pass(self, sel: _Selection, call: Call) -> FusedPass:
-        """One kernel pass: effects, their moments, the baseline's moments and the per-segment sums."""
-        sim = self.config.simulation
-        p, seed, calculate_heterogeneity = call.params, call.seed, call.heterogeneity
-        c = self.population.kernel_columns
-        effects = np.empty(sel.n, dtype=np.float64)
-        use_index = sel.index is not None
-        offsets = self.population.segment_offsets
-        cap = p.value(K.P_CAP)
-        # Sums are taken about a shift near the mean so the variance does not lose precision.
-        nominal = p.value(K.P_BASE) * p.value(K.P_INTENSITY) * p.value(K.P_DURATION) * p.value(K.P_CHANNEL)
-        effect_shift = min(cap, max(-cap, nominal))
-        baseline_shift = self.population.baseline_mean
-        counts, sums, groups = K.simulate_pass(
-            c.decile,
-            c.engagement,
-            c.adoption,
-            c.tier,
-            c.peer,
-            c.propensity,
-            c.baseline,
-            c.twin_key,
-            sel.index if use_index else _EMPTY_INDEX,
-            use_index,
-            p.params,
-            p.adoption_multipliers,
-            p.tier_multipliers,
-            np.uint64(seed),
-            sim.kernel_chunk_size,
-            c.segment_codes,
-            offsets,
-            int(offsets[-1]),
-            calculate_heterogeneity,
-            effect_shift,
-            baseline_shift,
-            effects,
-        )
-        return FusedPass(effects, counts.sum(axis=0), combine_columns(sums), groups, effect_shift, sums)
+    def _fused_pass(self, sel: _Selection, call: Call, keep_effects: bool = True) -> FusedPass:
+        """One kernel pass: effects (unless ``keep_effects`` is False), their moments, the baseline's moments
+        and the per-segment sums (:func:`.fused.fused_pass`)."""
+        chunk = self.config.simulation.kernel_chunk_size
+        return fused_pass(self.population, sel.index, sel.n, call, chunk, keep_effects, self._invariants)
 
     def _outcome_sd(self, interval: Interval, sel: _Selection, warnings: list[str]) -> float:
         """Outcome sd a real test would measure: baseline spread + effect spread + residual.
