@@ -21,6 +21,7 @@ from twinkernel.repository import TwinRepository
 
 POSTGRES_ENV = "TWINKERNEL_TEST_POSTGRES_URL"
 MODEL_ID = "test-model"
+ONE_MONTH = "not (split|cross-validated) by time"  # what training on a one-month frame warns
 
 
 @functools.lru_cache(maxsize=1)
@@ -100,5 +101,6 @@ def trained_generator() -> tuple[Any, Any, str]:
 
     frame = synthetic.hcp_training_frame(synthetic.hcp_world(1300, months=3, seed=0))
     gen = TwinGenerator("hcp", "Kisqali", permutation_repeats=1)
-    metrics = gen.train(frame, "brand_share", time_col="month", algorithm="gradient_boosting")
+    with pytest.warns(UserWarning, match=ONE_MONTH):  # one target month: random split and kfold CV
+        metrics = gen.train(frame, "brand_share", time_col="month", algorithm="gradient_boosting")
     return gen, metrics, data_fingerprint(frame)

@@ -304,6 +304,7 @@ class LineageTracker:
     ) -> ModelLineage:
         s = self.settings
         experiment = mlflow.set_experiment(s.experiment_name)
+        effect_model = generator.effect_model  # learned with train(effect_types=...); also in the artifact
         params = {
             "model_id": generator.model_id,
             "twin_type": generator.twin_type.value,
@@ -314,6 +315,7 @@ class LineageTracker:
             "treatment_col": generator.treatment_col,
             "n_training_rows": generator.n_training_rows,
             "data_fingerprint": fingerprint,
+            "effect_model_id": None if effect_model is None else effect_model.model_id,
             **{f"setting.{k}": v for k, v in generator.settings.items()},
         }
         tags = {
@@ -331,6 +333,8 @@ class LineageTracker:
                 mlflow.log_dict(dict(quality), "quality_report.json")
             mlflow.log_metrics(values)
             mlflow.log_dict(metrics, "metrics.json")
+            if effect_model is not None:
+                mlflow.log_dict(effect_model.to_dict(), "effect_model.json")
             with tempfile.TemporaryDirectory() as tmp:
                 saved = generator.save(Path(tmp) / _ARTIFACT_NAME)
                 info = mlflow.pyfunc.log_model(

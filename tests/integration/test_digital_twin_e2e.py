@@ -15,18 +15,25 @@ import numpy as np
 import pytest
 
 from tests.experiment_world import CONFIGS, FACTORS
-from twinkernel import InterventionConfig, SimulationRecommendation, synthetic
+from twinkernel import InterventionConfig, SimulationRecommendation, get_config, synthetic
 from twinkernel.fidelity_tracker import FidelityTracker
 from twinkernel.models import FidelityGrade
 from twinkernel.models.retraining import JobState, TriggerReason
 from twinkernel.repository import TwinRepository
+from twinkernel.retraining.demo import demo_training_frame, demo_training_months
 from twinkernel.retraining_service import TrainingData, TwinRetrainingService
 from twinkernel.twin_generator import TwinGenerator
 
 N_PER_ARM = 1500
-pytestmark = pytest.mark.slow  # a 20 000-HCP world, two trainings and an MLflow store: ~1.5 min
+pytestmark = [
+    pytest.mark.slow,  # a 20 000-HCP world, two trainings and an MLflow store: ~1.5 min
+    # both trainings (the fixture's and the retraining job's) split and cross-validate by time
+    pytest.mark.filterwarnings("error:not (split|cross-validated) by time:UserWarning"),
+]
 
 TRAINING_ROWS = 4000  # history rows the twin model learns from (a seeded sample of the world's HCPs)
+MONTHS = 12  # the demo's history: its training frame spans 8 target months, so the generator validates on
+# the latest months and cross-validates in time order (a one-month frame warns that it cannot)
 
 
 def _engine(model):
@@ -49,10 +56,10 @@ def _validate(tracker, engine, experiment, seed=0):
 
 @pytest.fixture(scope="module")
 def world():
-    w = synthetic.hcp_world(20_000, months=3, seed=3, true_effect_factors=FACTORS)
-    frame = synthetic.hcp_training_frame(w).sample(n=TRAINING_ROWS, seed=7)
+    w = synthetic.hcp_world(20_000, months=MONTHS, seed=3, true_effect_factors=FACTORS)
+    frame = demo_training_frame(w, get_config(), seed=7).sample(n=TRAINING_ROWS, seed=7)
     gen = TwinGenerator("hcp", brand="Kisqali")
-    gen.train(frame, w.outcome_col, time_col="month", track=False)
+    metrics = gen.train(frame, w.outcome_col, time_col="month", track=False)
     population = gen.generate(20_000, seed=5)
     train, held_out = [], []
     for t, cfg in CONFIGS.items():
@@ -60,7 +67,13 @@ def world():
             _, exp = synthetic.run_experiment(w, cfg, n_per_arm=N_PER_ARM, month=j, seed=100 * j + len(t))
             (train if j < 6 else held_out).append(exp)
     return SimpleNamespace(
-        world=w, frame=frame, generator=gen, population=population, train=train, held_out=held_out
+        world=w,
+        frame=frame,
+        generator=gen,
+        metrics=metrics,
+        population=population,
+        train=train,
+        held_out=held_out,
     )
 
 
@@ -105,6 +118,17 @@ def retrained(world, loop):
         repo=repo, service=service, lineage=lineage, ran=ran, state_before_run=state_before_run
     )
     repo.close()
+
+
+def test_twin_model_is_validated_in_time_order(world, config):
+    """The multi-month history lets the twin model hold out its latest months and cross-validate in time
+    order, so training warns about nothing (a one-month frame falls back to random rows, with warnings)."""
+    m = world.metrics
+    assert world.frame["month"].n_unique() == len(demo_training_months(MONTHS, config)) == 8
+    assert m.split == "temporal" and m.cv_scheme == "time_ordered"
+    assert len(m.cv_scores) == config.twin_generation.cv_folds
+    assert m.warnings == ()
+    assert m.training_rows + m.validation_rows == TRAINING_ROWS
 
 
 def test_full_workflow_deploy(world, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.persistence_helpers import trained_generator
+from tests.persistence_helpers import ONE_MONTH, trained_generator
 from twinkernel import InterventionConfig, SimulationEngine, get_config
 from twinkernel.config import config_from_mapping
 
@@ -190,7 +190,10 @@ def test_train_with_tracking_registers_the_champion_in_one_call(tmp_path: Path):
     frame = synthetic.hcp_training_frame(synthetic.hcp_world(1300, months=3, seed=0))
     tracker = LineageTracker(data_dir=tmp_path)
     gen = TwinGenerator("hcp", "Kisqali", permutation_repeats=1)
-    metrics = gen.train(frame, "brand_share", time_col="month", algorithm="gradient_boosting", track=tracker)
+    with pytest.warns(UserWarning, match=ONE_MONTH):
+        metrics = gen.train(
+            frame, "brand_share", time_col="month", algorithm="gradient_boosting", track=tracker
+        )
     assert gen.lineage is not None
     assert gen.lineage.alias == SETTINGS.champion_alias
     assert gen.lineage.data_fingerprint == data_fingerprint(frame)
@@ -202,5 +205,6 @@ def test_train_with_tracking_registers_the_champion_in_one_call(tmp_path: Path):
     )
     assert loaded.generate(300, seed=2).frame.equals(gen.generate(300, seed=2).frame)
     untracked = TwinGenerator("hcp", "Kisqali", permutation_repeats=1)
-    untracked.train(frame, "brand_share", time_col="month", algorithm="gradient_boosting", track=False)
+    with pytest.warns(UserWarning, match=ONE_MONTH):
+        untracked.train(frame, "brand_share", time_col="month", algorithm="gradient_boosting", track=False)
     assert untracked.lineage is None

@@ -1,6 +1,10 @@
 """Saving and loading a trained generator: ``generator.json`` (model id, configuration, settings,
-marginals, correlations, propensity model, metrics, scikit-learn version) and ``models.joblib`` (the
-scikit-learn estimator, a pickle: load only files you trust)."""
+marginals, correlations, propensity model, metrics, the effect model learned alongside, scikit-learn
+version) and ``models.joblib`` (the scikit-learn estimator, a pickle: load only files you trust).
+
+Format 2 added ``effect_model`` (:meth:`EffectModel.to_dict`, ``None`` when none was learned). Format 1
+files still load, without an effect model; an older twinkernel refuses a format-2 file by name instead of
+silently dropping its effect model."""
 
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ from .trees import compile_trees
 if TYPE_CHECKING:
     from .training import TwinGenerator
 
-FORMAT = "twinkernel.twin_generator/1"
+FORMAT = "twinkernel.twin_generator/2"
+READABLE_FORMATS = ("twinkernel.twin_generator/1", FORMAT)
 META_FILE = "generator.json"
 MODELS_FILE = "models.joblib"
 
@@ -74,6 +79,7 @@ def to_artifacts(gen: TwinGenerator) -> tuple[dict[str, Any], dict[str, Any]]:
         "propensity": None if gen.propensity is None else gen.propensity.to_dict(),
         "components": [c.to_dict() for c in gen.components],
         "metrics": None if gen.metrics is None else gen.metrics.to_dict(),
+        "effect_model": None if gen.effect_model is None else gen.effect_model.to_dict(),
     }
     return meta, {"outcome_model": gen.outcome_model}
 
@@ -112,8 +118,11 @@ def load(cls: type[TwinGenerator], path: str | Path) -> TwinGenerator:
         meta = json.loads((p / META_FILE).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ValueError(f"cannot read a saved generator at {p}: {exc.strerror or exc}") from None
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{p} does not hold a saved TwinGenerator (format {meta.get('format')!r})")
+    if meta.get("format") not in READABLE_FORMATS:
+        raise ValueError(
+            f"{p} does not hold a saved TwinGenerator this version reads (format {meta.get('format')!r}; "
+            f"readable: {', '.join(READABLE_FORMATS)})"
+        )
     if meta["sklearn_version"] != sklearn.__version__:
         warnings.warn(
             f"generator saved with scikit-learn {meta['sklearn_version']}, "
@@ -142,4 +151,8 @@ def load(cls: type[TwinGenerator], path: str | Path) -> TwinGenerator:
         gen.propensity = PropensityModel.from_dict(meta["propensity"])
     if meta["metrics"] is not None:
         gen.metrics = TwinModelMetrics.from_dict(meta["metrics"])
+    if meta.get("effect_model") is not None:  # absent in format 1
+        from ..effect_model import EffectModel
+
+        gen.effect_model = EffectModel.from_dict(meta["effect_model"], config)
     return gen
