@@ -122,7 +122,8 @@ class TestKernelsAgainstReference:
             two = kb.multinomial_means(x, starts, key, 37)
             # replicates per task x hashes computed ahead: results must not depend on either
             tiled = [
-                kbm.multinomial_means_chunked(x, starts, key, 37, r, c) for r, c in ((1, 1), (3, 5), (64, 1000))
+                kbm.multinomial_means_chunked(x, starts, key, 37, r, c)
+                for r, c in ((1, 1), (3, 5), (64, 1000))
             ]
         finally:
             numba.set_num_threads(before)

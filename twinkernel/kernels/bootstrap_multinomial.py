@@ -258,10 +258,13 @@ def multinomial_means_chunked(values, starts, key, n_resamples, reps_per_task, h
         sums = np.empty((r, n_blocks), dtype=np.float64)
         buf = np.empty(hash_chunk, dtype=np.uint64)
         for i in range(r):
-            replicate_block_counts(block_rows, first, random_u64(key, np.uint64(b0 + i)), counts[i], hashes[i])
+            kb = random_u64(key, np.uint64(b0 + i))
+            replicate_block_counts(block_rows, first, kb, counts[i], hashes[i])
         for k in range(n_blocks):
+            lo = block_lo[k]
+            rows = block_rows[k]
             for i in range(r):
-                sums[i, k] = block_draw_sum(values, block_lo[k], block_rows[k], counts[i, k], hashes[i, k], buf)
+                sums[i, k] = block_draw_sum(values, lo, rows, counts[i, k], hashes[i, k], buf)
         for i in range(r):
             for g in range(n_groups):
                 m = starts[g + 1] - starts[g]
