@@ -178,7 +178,7 @@ def multinomial_block_counts(block_rows, first, key, n_resamples):
 def block_draw_sum(values, lo, rows, count, h, buf):
     """Sum of ``count`` values drawn from ``values[lo:lo + rows]`` with block hash ``h`` (module scheme).
 
-    ``buf`` (uint64, any length >= 1) is scratch space: the hashes of up to ``len(buf)`` draws-groups are
+    ``buf`` (uint64, any length >= 1) is scratch space: the hashes of up to ``len(buf)`` draw groups are
     computed in one vectorisable loop, then consumed by the gathers (same values, same summation order as
     hashing draw by draw).
     """
