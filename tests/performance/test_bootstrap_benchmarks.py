@@ -118,9 +118,10 @@ def test_speedup_against_scipy(n, method):
 def test_multinomial_speedup_against_scipy_one_thread():
     """Exact multinomial percentile, 100 000 values x 2 000 resamples, against scipy on one thread each.
 
-    The issue's goal (20x scipy) is for the 2-core machine; on one thread the same kernel measured 12-16x
-    (docs/bootstrap.md). The guard leaves room for a loaded machine; the regression gate
-    (test_regression_gate.py) holds the recorded ratio to 25 %.
+    The issue's goal (20x scipy) is for the 2-core machine; on one thread the kernel measured 12-16x before
+    the hashes-ahead drawing pass and 32x after it (regression gate recording, load 6-8; docs/bootstrap.md).
+    The guard leaves room for a loaded machine; the regression gate (test_regression_gate.py) holds the
+    recorded ratio to 25 %.
     """
     x = bootstrap_values(100_000)
     with one_thread():
@@ -138,4 +139,4 @@ def test_multinomial_speedup_against_scipy_one_thread():
     assert np.abs(np.array(ours.confidence_interval) - np.array(theirs)).max() < 0.25 * analytic_se(x)
     check_interval(ours, x)
     speedup = float(np.median(times["scipy"]) / np.median(times["ours"]))
-    assert speedup >= 6.0, f"speed-up {speedup:.1f}x on one thread"
+    assert speedup >= 10.0, f"speed-up {speedup:.1f}x on one thread"

@@ -109,7 +109,7 @@ class TestKernelsAgainstReference:
             if part.shape[1] > 1:
                 np.testing.assert_allclose(part.var(axis=0), m * q * (1 - q), rtol=0.1)
 
-    def test_multinomial_tiling_and_threads_bit_identical(self):
+    def test_multinomial_task_sizes_and_threads_bit_identical(self):
         n = 9 * 4096 + 123
         x = _data(n, seed=5)
         starts = np.array([0, 4000, n], dtype=np.int64)
@@ -120,8 +120,10 @@ class TestKernelsAgainstReference:
             one = kb.multinomial_means(x, starts, key, 37)
             numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
             two = kb.multinomial_means(x, starts, key, 37)
+            # replicates per task x hashes computed ahead: results must not depend on either
             tiled = [
-                kbm.multinomial_means_tiled(x, starts, key, 37, t, r) for t, r in ((1, 1), (3, 5), (64, 40))
+                kbm.multinomial_means_chunked(x, starts, key, 37, r, c)
+                for r, c in ((1, 1), (3, 5), (64, 1000))
             ]
         finally:
             numba.set_num_threads(before)

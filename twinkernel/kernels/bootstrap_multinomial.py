@@ -21,9 +21,12 @@ The drawn values of a block are summed into five accumulators, each in draw orde
 ``t`` of every hash goes to accumulator ``t``; in a shorter block high halves go to the first and low
 halves to the second. They are combined as ``((a0 + a1) + (a2 + a3)) + a4``; a replicate's group sum
 adds its blocks in block order. Every number is thus a pure function of (key, replicate, block, draw) and
-the summation order is fixed, so results are bit-identical for any thread count or tiling. Blocks of
-4 096 values (32 KiB) stay in L1 while they are drawn from, and tiles of ``TILE_BLOCKS`` blocks stay in
-L2 while several replicates visit them.
+the summation order is fixed, so results are bit-identical for any thread count or task size.
+
+Work layout (performance only): one parallel task per ``REPLICATES_PER_TASK`` replicates draws their block
+counts, then visits the blocks in order, and every replicate of the task draws from a block while its
+4 096 values (32 KiB) are in L1. Inside a block the hashes of ``HASH_CHUNK`` draw groups are computed in
+one vectorisable loop before the gathers that consume them.
 """
 
 from __future__ import annotations
@@ -44,12 +47,13 @@ BLOCK_ROWS = 1 << BLOCK_BITS
 FIELDS_PER_HASH = 64 // BLOCK_BITS
 """Draws taken from one 64-bit hash in a full block (5 fields of 12 bits)."""
 
-TILE_BLOCKS = 32
-"""Blocks per cache tile in the drawing pass (1 MiB of values; a performance knob, results do not depend
-on it)."""
+REPLICATES_PER_TASK = 16
+"""Replicates per parallel task; each block is drawn from by all of them while it is in L1 (a performance
+knob; results do not depend on it)."""
 
-REPLICATES_PER_TASK = 8
-"""Replicates per parallel task of the drawing pass (a performance knob; results do not depend on it)."""
+HASH_CHUNK = 128
+"""Hashes computed ahead of their gathers in one vectorisable loop (a performance knob; results do not
+depend on it)."""
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MASK = np.uint64(BLOCK_ROWS - 1)
@@ -137,123 +141,141 @@ def multinomial_blocks(starts):
     return block_lo, block_rows, first
 
 
+@njit(cache=True)
+def replicate_block_counts(block_rows, first, kb, counts, hashes):
+    """Draws per block (``counts``) and block hashes (``hashes``) of one replicate with key ``kb``."""
+    n_groups = first.shape[0] - 1
+    for g in range(n_groups):
+        draws_left = np.int64(0)
+        for k in range(first[g], first[g + 1]):
+            draws_left += block_rows[k]
+        rows_left = draws_left
+        for k in range(first[g], first[g + 1]):
+            h = random_u64(kb, np.uint64(k))
+            hashes[k] = h
+            if k == first[g + 1] - 1:
+                c = draws_left
+            else:
+                u = (np.float64(h >> _S11) + 0.5) * _TWO_POW_M53
+                c = binomial_inverse(u, draws_left, block_rows[k] / rows_left)
+            counts[k] = c
+            draws_left -= c
+            rows_left -= block_rows[k]
+
+
 @njit(parallel=True, cache=True)
 def multinomial_block_counts(block_rows, first, key, n_resamples):
     """Draws per block per replicate (``int64[B, K]``) and the block hashes (``uint64[B, K]``)."""
-    n_groups = first.shape[0] - 1
     n_blocks = block_rows.shape[0]
     counts = np.empty((n_resamples, n_blocks), dtype=np.int64)
     hashes = np.empty((n_resamples, n_blocks), dtype=np.uint64)
     for b in prange(n_resamples):
-        kb = random_u64(key, np.uint64(b))
-        for g in range(n_groups):
-            draws_left = np.int64(0)
-            for k in range(first[g], first[g + 1]):
-                draws_left += block_rows[k]
-            rows_left = draws_left
-            for k in range(first[g], first[g + 1]):
-                h = random_u64(kb, np.uint64(k))
-                hashes[b, k] = h
-                if k == first[g + 1] - 1:
-                    c = draws_left
-                else:
-                    u = (np.float64(h >> _S11) + 0.5) * _TWO_POW_M53
-                    c = binomial_inverse(u, draws_left, block_rows[k] / rows_left)
-                counts[b, k] = c
-                draws_left -= c
-                rows_left -= block_rows[k]
+        replicate_block_counts(block_rows, first, random_u64(key, np.uint64(b)), counts[b], hashes[b])
     return counts, hashes
 
 
 @njit(cache=True)
-def block_draw_sum(values, lo, rows, count, h):
-    """Sum of ``count`` values drawn from ``values[lo:lo + rows]`` with block hash ``h`` (module scheme)."""
+def block_draw_sum(values, lo, rows, count, h, buf):
+    """Sum of ``count`` values drawn from ``values[lo:lo + rows]`` with block hash ``h`` (module scheme).
+
+    ``buf`` (uint64, any length >= 1) is scratch space: the hashes of up to ``len(buf)`` draw groups are
+    computed in one vectorisable loop, then consumed by the gathers (same values, same summation order as
+    hashing draw by draw).
+    """
     a0 = 0.0
     a1 = 0.0
     a2 = 0.0
     a3 = 0.0
     a4 = 0.0
     x = h
+    chunk = buf.shape[0]
     if rows == BLOCK_ROWS:
         v = values[lo : lo + BLOCK_ROWS]
-        for _ in range(count // FIELDS_PER_HASH):
-            d = mix64(x)
-            x += _GOLDEN
-            a0 += v[np.int64(d & _MASK)]
-            a1 += v[np.int64((d >> _S12) & _MASK)]
-            a2 += v[np.int64((d >> _S24) & _MASK)]
-            a3 += v[np.int64((d >> _S36) & _MASK)]
-            a4 += v[np.int64((d >> _S48) & _MASK)]
+        n_hash = count // FIELDS_PER_HASH
+        done = 0
+        while done < n_hash:
+            m = min(chunk, n_hash - done)
+            for i in range(m):
+                buf[i] = mix64(x + np.uint64(i) * _GOLDEN)
+            x += np.uint64(m) * _GOLDEN
+            for i in range(m):
+                d = buf[i]
+                a0 += v[d & _MASK]
+                a1 += v[(d >> _S12) & _MASK]
+                a2 += v[(d >> _S24) & _MASK]
+                a3 += v[(d >> _S36) & _MASK]
+                a4 += v[(d >> _S48) & _MASK]
+            done += m
         rest = count % FIELDS_PER_HASH
         if rest > 0:
             d = mix64(x)
-            a0 += v[np.int64(d & _MASK)]
+            a0 += v[d & _MASK]
             if rest > 1:
-                a1 += v[np.int64((d >> _S12) & _MASK)]
+                a1 += v[(d >> _S12) & _MASK]
             if rest > 2:
-                a2 += v[np.int64((d >> _S24) & _MASK)]
+                a2 += v[(d >> _S24) & _MASK]
             if rest > 3:
-                a3 += v[np.int64((d >> _S36) & _MASK)]
+                a3 += v[(d >> _S36) & _MASK]
     else:
         v = values[lo : lo + rows]
         mu = np.uint64(rows)
-        for _ in range(count >> 1):
-            d = mix64(x)
-            x += _GOLDEN
-            a0 += v[np.int64(((d >> _S32) * mu) >> _S32)]
-            a1 += v[np.int64(((d & _U32) * mu) >> _S32)]
+        n_hash = count >> 1
+        done = 0
+        while done < n_hash:
+            m = min(chunk, n_hash - done)
+            for i in range(m):
+                buf[i] = mix64(x + np.uint64(i) * _GOLDEN)
+            x += np.uint64(m) * _GOLDEN
+            for i in range(m):
+                d = buf[i]
+                a0 += v[((d >> _S32) * mu) >> _S32]
+                a1 += v[((d & _U32) * mu) >> _S32]
+            done += m
         if count & 1:
             d = mix64(x)
-            a0 += v[np.int64(((d >> _S32) * mu) >> _S32)]
+            a0 += v[((d >> _S32) * mu) >> _S32]
     return ((a0 + a1) + (a2 + a3)) + a4
 
 
 @njit(parallel=True, cache=True)
-def multinomial_block_sums(values, block_lo, block_rows, counts, hashes, tile_blocks, reps_per_task):
-    """``sums[b, k]``: the drawn values of block ``k`` in replicate ``b``, tiled (tile x replicate chunk)."""
-    n_resamples = counts.shape[0]
-    n_blocks = block_lo.shape[0]
-    sums = np.empty((n_resamples, n_blocks), dtype=np.float64)
-    n_tiles = (n_blocks + tile_blocks - 1) // tile_blocks
-    n_chunks = (n_resamples + reps_per_task - 1) // reps_per_task
-    for t in prange(n_tiles * n_chunks):
-        tile = t // n_chunks
-        chunk = t - tile * n_chunks
-        k0 = tile * tile_blocks
-        k1 = min(n_blocks, k0 + tile_blocks)
-        # a block stays in L1 while every replicate of the chunk draws from it
-        for k in range(k0, k1):
-            for b in range(chunk * reps_per_task, min(n_resamples, (chunk + 1) * reps_per_task)):
-                sums[b, k] = block_draw_sum(values, block_lo[k], block_rows[k], counts[b, k], hashes[b, k])
-    return sums
+def multinomial_means_chunked(values, starts, key, n_resamples, reps_per_task, hash_chunk):
+    """:func:`multinomial_means` with explicit work sizes (results do not depend on them).
 
-
-@njit(parallel=True, cache=True)
-def combine_block_sums(sums, first, starts):
-    """Replicate means ``float64[G, B]``: block sums added in block order, over the group size."""
-    n_resamples = sums.shape[0]
-    n_groups = first.shape[0] - 1
-    out = np.empty((n_groups, n_resamples), dtype=np.float64)
-    for b in prange(n_resamples):
-        for g in range(n_groups):
-            m = starts[g + 1] - starts[g]
-            if m == 0:
-                out[g, b] = np.nan
-                continue
-            s = 0.0
-            for k in range(first[g], first[g + 1]):
-                s += sums[b, k]
-            out[g, b] = s / m
-    return out
-
-
-@njit(cache=True)
-def multinomial_means_tiled(values, starts, key, n_resamples, tile_blocks, reps_per_task):
-    """:func:`multinomial_means` with explicit cache tiling (results do not depend on the tiling)."""
+    One parallel task per ``reps_per_task`` replicates: their block counts, then block by block the draws
+    of every replicate of the task (the block stays in L1 meanwhile), then each group's blocks added in
+    block order. ``hash_chunk`` hashes are computed ahead of their gathers.
+    """
     block_lo, block_rows, first = multinomial_blocks(starts)
-    counts, hashes = multinomial_block_counts(block_rows, first, key, n_resamples)
-    sums = multinomial_block_sums(values, block_lo, block_rows, counts, hashes, tile_blocks, reps_per_task)
-    return combine_block_sums(sums, first, starts)
+    n_groups = first.shape[0] - 1
+    n_blocks = block_lo.shape[0]
+    out = np.empty((n_groups, n_resamples), dtype=np.float64)
+    n_tasks = (n_resamples + reps_per_task - 1) // reps_per_task
+    for t in prange(n_tasks):
+        b0 = t * reps_per_task
+        r = min(n_resamples, b0 + reps_per_task) - b0
+        counts = np.empty((r, n_blocks), dtype=np.int64)
+        hashes = np.empty((r, n_blocks), dtype=np.uint64)
+        sums = np.empty((r, n_blocks), dtype=np.float64)
+        buf = np.empty(hash_chunk, dtype=np.uint64)
+        for i in range(r):
+            kb = random_u64(key, np.uint64(b0 + i))
+            replicate_block_counts(block_rows, first, kb, counts[i], hashes[i])
+        for k in range(n_blocks):
+            lo = block_lo[k]
+            rows = block_rows[k]
+            for i in range(r):
+                sums[i, k] = block_draw_sum(values, lo, rows, counts[i, k], hashes[i, k], buf)
+        for i in range(r):
+            for g in range(n_groups):
+                m = starts[g + 1] - starts[g]
+                if m == 0:
+                    out[g, b0 + i] = np.nan
+                    continue
+                s = 0.0
+                for k in range(first[g], first[g + 1]):
+                    s += sums[i, k]
+                out[g, b0 + i] = s / m
+    return out
 
 
 @njit(cache=True)
@@ -276,21 +298,20 @@ def multinomial_means(values, starts, key, n_resamples):
     float64[G, B]
         Replicate means; NaN for an empty group.
     """
-    return multinomial_means_tiled(values, starts, key, n_resamples, TILE_BLOCKS, REPLICATES_PER_TASK)
+    return multinomial_means_chunked(values, starts, key, n_resamples, REPLICATES_PER_TASK, HASH_CHUNK)
 
 
 __all__ = [
     "BLOCK_BITS",
     "BLOCK_ROWS",
     "FIELDS_PER_HASH",
+    "HASH_CHUNK",
     "REPLICATES_PER_TASK",
-    "TILE_BLOCKS",
     "binomial_inverse",
     "block_draw_sum",
-    "combine_block_sums",
     "multinomial_block_counts",
-    "multinomial_block_sums",
     "multinomial_blocks",
     "multinomial_means",
-    "multinomial_means_tiled",
+    "multinomial_means_chunked",
+    "replicate_block_counts",
 ]
