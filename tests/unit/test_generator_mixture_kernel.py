@@ -88,3 +88,32 @@ def test_packed_layout_holds_each_components_grids():
         assert np.array_equal(pk.table[t : t + c], comps[k].marginals[j].quantiles)
     assert pk.discrete.tolist() == [1, 0, 0, 1, 1, 0]
     assert pk.integer.tolist() == [0, 0, 1, 0, 0, 0]
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 1003])
+def test_tree_kernel_equals_sklearn_with_nan_and_ragged_groups_on_any_thread_count(n):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from tests.naive_generator import naive_tree_predict
+    from twinkernel.twin_generator.trees import compile_trees, predict_with
+
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(3000, 4))
+    X[rng.random(X.shape) < 0.05] = np.nan  # missing values at training time: learned directions
+    y = np.nan_to_num(X[:, 0]) ** 2 + np.sin(np.nan_to_num(X[:, 1])) + rng.normal(0, 0.1, 3000)
+    model = HistGradientBoostingRegressor(max_iter=30, max_leaf_nodes=31, random_state=0).fit(X, y)
+    trees = compile_trees(model)
+    assert trees is not None
+    Xt = rng.normal(size=(n, 4))
+    Xt[rng.random(Xt.shape) < 0.1] = np.nan
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = predict_with(model, trees, Xt)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = predict_with(model, trees, Xt)
+    finally:
+        numba.set_num_threads(before)
+    assert one.tobytes() == two.tobytes()
+    assert one.tobytes() == model.predict(Xt).tobytes()
+    np.testing.assert_allclose(one[:20], naive_tree_predict(model, Xt[:20]), rtol=1e-12)

@@ -135,15 +135,14 @@ def mixture_columns(z, u, component, discrete, integer, knots, knot_start, knot_
             elif x >= knots[s + c - 1]:  # at or past the last knot (np.interp's right value)
                 v = table[t + c - 1]
             else:
-                lo = 0
-                hi = c
-                while lo < hi:  # last knot <= x
-                    mid = (lo + hi) >> 1
-                    if x >= knots[s + mid]:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                q = lo - 1
+                # last knot <= x: start at the linear guess (the grids are near-uniform) and walk; the
+                # comparisons alone decide, so any guess gives np.interp's index
+                q = int((x - knots[s]) / (knots[s + c - 1] - knots[s]) * (c - 1))
+                q = min(max(q, 0), c - 2)
+                while knots[s + q] > x:
+                    q -= 1
+                while knots[s + q + 1] <= x:
+                    q += 1
                 x0 = knots[s + q]
                 if x0 == x:
                     v = table[t + q]
