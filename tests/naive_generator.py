@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import njit, prange
 
 from twinkernel.kernels._rng import fill_standard_normal, fill_uniform
 from twinkernel.twin_generator import TwinGenerator
@@ -70,23 +71,34 @@ def naive_mixture_chunk(
     """The mixture's unconstrained chunk the NumPy way (the path before the column kernel): latent rows,
     then per component and column ``np.searchsorted`` on the cut points or ``np.interp`` on the quantile
     grid, then the component's level order back to global codes."""
-    from scipy import special
-
-    from twinkernel.kernels.synthesis import mixture_normals
-    from twinkernel.twin_generator.constraints import STREAM_LATENT
     from twinkernel.twin_generator.mixture import STREAM_COMPONENT
 
     u = np.empty(m)
     fill_uniform(seed, STREAM_COMPONENT, start, u)  # twin i's component draw is uniform start + i
     comp = np.minimum(np.searchsorted(cum, u, side="right"), len(components) - 1).astype(np.int64)
+    return naive_mixture_columns(components, comp, start, seed)
+
+
+def naive_mixture_columns(
+    components: Any, comp: np.ndarray, start: int, seed: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Columns of twins ``start ..`` with components ``comp``, one component and one column at a time."""
+    from scipy import special
+
+    from twinkernel.kernels.synthesis import mixture_normals
+    from twinkernel.twin_generator.constraints import STREAM_LATENT
+
+    m = comp.size
     chols = np.ascontiguousarray(np.stack([c.chol for c in components]))
     z_all = np.empty((m, len(components[0].marginals)))
     mixture_normals(seed, STREAM_LATENT, start, comp, chols, z_all)
     first = components[0].marginals
     stored = [np.empty(m, dtype=np.int64 if mg.is_discrete else np.float64) for mg in first]
     values = [np.empty(m) for _ in first]
+    order = np.argsort(comp, kind="stable")
+    bounds = np.searchsorted(comp[order], np.arange(len(components) + 1))
     for k, c in enumerate(components):
-        local = np.flatnonzero(comp == k)
+        local = order[bounds[k] : bounds[k + 1]]
         for j, mg in enumerate(c.marginals):
             z = z_all[local, j]
             if mg.is_discrete:
@@ -102,6 +114,27 @@ def naive_mixture_chunk(
             stored[j][local] = st
             values[j][local] = val
     return stored, values
+
+
+@njit(parallel=True)
+def rowwise_tree_predict(X, baseline, roots, is_leaf, feature, threshold, missing_left, children, value, out):
+    """The tree kernel before the grouped walk: every tree for one row, then the next row (the speed
+    reference of ``benchmarks.bench_generator.old_vs_new``)."""
+    for i in prange(X.shape[0]):
+        acc = 0.0
+        acc += baseline
+        for t in range(roots.shape[0]):
+            node = roots[t]
+            while not is_leaf[node]:
+                x = X[i, feature[node]]
+                if np.isnan(x):
+                    node = children[2 * node] if missing_left[node] else children[2 * node + 1]
+                elif x <= threshold[node]:
+                    node = children[2 * node]
+                else:
+                    node = children[2 * node + 1]
+            acc += value[node]
+        out[i] = acc
 
 
 def per_twin_generate(gen: TwinGenerator, n: int, seed: int = 0) -> list[dict[str, Any]]:

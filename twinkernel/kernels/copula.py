@@ -7,8 +7,8 @@ generated population is the same whatever the chunking or thread count (and ``ge
 The tree predictor walks every tree for a small group of rows before moving to the next group, the rows of
 a group side by side. scikit-learn's ``HistGradientBoostingRegressor.predict`` walks one tree over all rows
 at a time, which streams the whole feature matrix through memory once per tree; row-major traversal keeps
-the rows and the (small) node arrays in cache. Leaf values are added in the same order as scikit-learn (baseline, then tree 0, 1, ...), so the result is
-bit-identical to ``predict``.
+the rows and the (small) node arrays in cache. Leaf values are added in the same order as scikit-learn
+(baseline, then tree 0, 1, ...), so the result is bit-identical to ``predict``.
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def _tree_step(X, row, node, feature, threshold, missing_left, children):
 
 
 @njit(parallel=True, cache=True)
-def tree_ensemble_predict(X, baseline, roots, is_leaf, feature, threshold, missing_left, children, value, out):
+def tree_ensemble_predict(
+    X, baseline, roots, is_leaf, feature, threshold, missing_left, children, value, out
+):
     """Sum of leaf values over all trees, per row: ``out[i] = baseline + sum_t leaf_t(X[i])``.
 
     Parameters

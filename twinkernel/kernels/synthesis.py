@@ -78,15 +78,30 @@ def mixture_normals(seed, stream, row_start, component, chols, out):
 
 
 @njit(parallel=True, cache=True)
-def mixture_columns(z, u, component, discrete, integer, knots, knot_start, knot_count, table, table_start, codes, out_code, out_value):
+def mixture_columns(
+    z,
+    u,
+    component,
+    discrete,
+    integer,
+    knots,
+    knot_start,
+    knot_count,
+    table,
+    table_start,
+    codes,
+    slot,
+    out_code,
+    out_value,
+):
     """Column outputs of a mixture chunk: each twin's latent row through its own component's marginals.
 
     Parameters
     ----------
     z : (n, d) float64
         Latent normals (used by discrete columns).
-    u : (n, d) float64
-        ``Phi(z)`` (used by continuous columns; other columns are not read).
+    u : (n_continuous, n) float64
+        ``Phi(z)`` of the continuous columns, row ``slot[j]`` for column ``j``.
     component : (n,) int64
         Each twin's component.
     discrete, integer : (d,) uint8
@@ -98,6 +113,8 @@ def mixture_columns(z, u, component, discrete, integer, knots, knot_start, knot_
         Encoded value of each local level (discrete) or the quantile at each grid point (continuous).
     codes : flat int64
         Global level code of each local level (at ``table_start``; discrete columns only).
+    slot : (d,) int64
+        Row of ``u`` that holds continuous column ``j``.
     out_code : (d, n) int64
         Level codes (discrete columns; continuous rows are left untouched).
     out_value : (d, n) float64
@@ -127,7 +144,7 @@ def mixture_columns(z, u, component, discrete, integer, knots, knot_start, knot_
                 out_code[j, i] = codes[t + lo]
                 out_value[j, i] = table[t + lo]
                 continue
-            x = u[i, j]
+            x = u[slot[j], i]
             if np.isnan(x):
                 v = x
             elif x < knots[s]:

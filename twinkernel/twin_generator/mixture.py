@@ -330,14 +330,14 @@ def _draw_free(
     m, d = comp.size, pk.discrete.size
     z = np.empty((m, d))
     mixture_normals(seed, STREAM_LATENT, start, comp, pk.chols, z)
-    u = np.zeros((m, d))
-    if pk.continuous.size:
-        u[:, pk.continuous] = special.ndtr(z[:, pk.continuous])
+    # Phi(z) of the continuous columns, contiguous per column (ndtr on a strided view costs ~5x more)
+    u = np.ascontiguousarray(z[:, pk.continuous].T)
+    special.ndtr(u, out=u)
     codes = np.empty((d, m), dtype=np.int64)
     values = np.empty((d, m))
     mixture_columns(
         z, u, comp, pk.discrete, pk.integer, pk.knots, pk.knot_start, pk.knot_count,
-        pk.table, pk.table_start, pk.codes, codes, values,
+        pk.table, pk.table_start, pk.codes, pk.slot, codes, values,
     )  # fmt: skip
     stored = [codes[j] if pk.discrete[j] else values[j] for j in range(d)]
     return stored, [values[j] for j in range(d)]
@@ -352,6 +352,7 @@ class PackedComponents:
     discrete: np.ndarray
     integer: np.ndarray
     continuous: np.ndarray
+    slot: np.ndarray
     knots: np.ndarray
     knot_start: np.ndarray
     knot_count: np.ndarray
@@ -405,6 +406,7 @@ def _pack(components: Sequence[MixtureComponent]) -> PackedComponents:
         discrete=np.array([mg.is_discrete for mg in first], dtype=np.uint8),
         integer=np.array([mg.integer and not mg.is_discrete for mg in first], dtype=np.uint8),
         continuous=np.flatnonzero([not mg.is_discrete for mg in first]),
+        slot=np.cumsum([not mg.is_discrete for mg in first]) - 1,
         knots=np.ascontiguousarray(np.concatenate(knots), dtype=np.float64),
         knot_start=knot_start,
         knot_count=knot_count,

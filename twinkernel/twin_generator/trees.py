@@ -26,7 +26,7 @@ def compile_trees(model: Any) -> CompiledTrees | None:
     if any(bool(nd["is_categorical"].any()) for nd in nodes):
         return None
     sizes = [nd.shape[0] for nd in nodes]
-    roots = np.cumsum([0] + sizes[:-1]).astype(np.int64)
+    roots = np.cumsum([0, *sizes[:-1]]).astype(np.int64)
     cat = np.concatenate(nodes)
     shift = np.repeat(roots, sizes)
     children = np.empty(2 * cat.shape[0], dtype=np.int64)  # left child at 2k, right child at 2k + 1
