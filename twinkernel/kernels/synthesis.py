@@ -12,7 +12,13 @@ from numba import njit, prange
 
 from ._rng import key_for, standard_normal, uniform
 
-__all__ = ["correlated_normals_rows", "counter_uniforms_rows", "mixture_columns", "mixture_normals"]
+__all__ = [
+    "correlated_normals_rows",
+    "counter_uniforms_rows",
+    "mixture_columns",
+    "mixture_normals",
+    "mixture_normals_rows",
+]
 
 
 @njit(parallel=True, cache=True)
@@ -78,6 +84,25 @@ def mixture_normals(seed, stream, row_start, component, chols, out):
 
 
 @njit(parallel=True, cache=True)
+def mixture_normals_rows(seed, stream, rows, component, chols, out):
+    """Fill ``out[i] = chols[component[i]] @ e`` where ``e[j]`` is draw ``rows[i] * d + j`` (the draws of
+    :func:`mixture_normals` for explicit twin rows, e.g. twins sorted by component)."""
+    key = key_for(seed, stream)
+    n, d = out.shape
+    for i in prange(n):
+        base = rows[i] * d
+        chol = chols[component[i]]
+        e = np.empty(d)
+        for j in range(d):
+            e[j] = standard_normal(key, base + j)
+        for r in range(d):
+            acc = 0.0
+            for c in range(r + 1):
+                acc += chol[r, c] * e[c]
+            out[i, r] = acc
+
+
+@njit(parallel=True, cache=True)
 def mixture_columns(
     z,
     u,
@@ -91,6 +116,7 @@ def mixture_columns(
     table_start,
     codes,
     slot,
+    dest,
     out_code,
     out_value,
 ):
@@ -115,6 +141,9 @@ def mixture_columns(
         Global level code of each local level (at ``table_start``; discrete columns only).
     slot : (d,) int64
         Row of ``u`` that holds continuous column ``j``.
+    dest : (n,) int64
+        Output position of row ``i`` (rows sorted by component keep each component's grids in cache while
+        they are read; ``dest`` puts them back in twin order).
     out_code : (d, n) int64
         Level codes (discrete columns; continuous rows are left untouched).
     out_value : (d, n) float64
@@ -141,8 +170,8 @@ def mixture_columns(
                         lo = mid + 1
                     else:
                         hi = mid
-                out_code[j, i] = codes[t + lo]
-                out_value[j, i] = table[t + lo]
+                out_code[j, dest[i]] = codes[t + lo]
+                out_value[j, dest[i]] = table[t + lo]
                 continue
             x = u[slot[j], i]
             if np.isnan(x):
@@ -172,4 +201,4 @@ def mixture_columns(
                             v = table[t + q]
             if integer[j]:
                 v = np.rint(v)
-            out_value[j, i] = v
+            out_value[j, dest[i]] = v

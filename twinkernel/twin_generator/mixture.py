@@ -35,7 +35,7 @@ from scipy import special
 from ..config import SynthesisConfig, TwinGenerationConfig
 from ..kernels._rng import STREAM_GENERATOR
 from ..kernels.copula import correlated_normals, counter_uniforms
-from ..kernels.synthesis import mixture_columns, mixture_normals
+from ..kernels.synthesis import mixture_columns, mixture_normals_rows
 from ._common import FrozenResult, readonly
 from .constraints import STREAM_LATENT, Plan, column_from_latent, draw_latent, plan_constraints
 from .copula import fit_latent_correlation, latent_scores_correlation
@@ -328,16 +328,18 @@ def _draw_free(
     outputs of the per-component path, bit for bit)."""
     pk = packed_components(components)
     m, d = comp.size, pk.discrete.size
+    # twins sorted by component: each component's grids stay in cache while its twins are read
+    order = np.argsort(comp, kind="stable")
     z = np.empty((m, d))
-    mixture_normals(seed, STREAM_LATENT, start, comp, pk.chols, z)
+    mixture_normals_rows(seed, STREAM_LATENT, start + order, comp[order], pk.chols, z)
     # Phi(z) of the continuous columns, contiguous per column (ndtr on a strided view costs ~5x more)
     u = np.ascontiguousarray(z[:, pk.continuous].T)
     special.ndtr(u, out=u)
     codes = np.empty((d, m), dtype=np.int64)
     values = np.empty((d, m))
     mixture_columns(
-        z, u, comp, pk.discrete, pk.integer, pk.knots, pk.knot_start, pk.knot_count,
-        pk.table, pk.table_start, pk.codes, pk.slot, codes, values,
+        z, u, comp[order], pk.discrete, pk.integer, pk.knots, pk.knot_start, pk.knot_count,
+        pk.table, pk.table_start, pk.codes, pk.slot, order, codes, values,
     )  # fmt: skip
     stored = [codes[j] if pk.discrete[j] else values[j] for j in range(d)]
     return stored, [values[j] for j in range(d)]
