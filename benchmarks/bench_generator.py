@@ -102,22 +102,19 @@ def old_vs_new(gen: TwinGenerator, n: int = 1_000_000, rounds: int = 5) -> dict[
     in this process on the same generator (median seconds of ``rounds`` rounds each, and their ratio).
 
     The path before: the mixture's columns per component and column with ``np.searchsorted`` /
-    ``np.interp`` (``tests.naive_generator.naive_mixture_columns``) and the row-by-row tree walk
-    (``tests.naive_generator.rowwise_tree_predict``). Both paths give bit-identical twins (checked here).
+    ``np.interp`` (``tests.naive_generator.naive_mixture_columns``). Both paths give bit-identical twins
+    (checked here).
     """
     import os
     from unittest import mock
 
     import numpy as np
 
-    from tests.naive_generator import naive_mixture_columns, rowwise_tree_predict
-    from twinkernel.twin_generator import mixture, trees
+    from tests.naive_generator import naive_mixture_columns
+    from twinkernel.twin_generator import mixture
 
     def before() -> pl.DataFrame:
-        with (
-            mock.patch.object(mixture, "_draw_free", naive_mixture_columns),
-            mock.patch.object(trees, "tree_ensemble_predict", rowwise_tree_predict),
-        ):
+        with mock.patch.object(mixture, "_draw_free", naive_mixture_columns):
             return gen.generate(n, seed=3).frame
 
     def after() -> pl.DataFrame:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit, prange
 
 from twinkernel.kernels._rng import fill_standard_normal, fill_uniform
 from twinkernel.twin_generator import TwinGenerator
@@ -114,27 +113,6 @@ def naive_mixture_columns(
             stored[j][local] = st
             values[j][local] = val
     return stored, values
-
-
-@njit(parallel=True)
-def rowwise_tree_predict(X, baseline, roots, is_leaf, feature, threshold, missing_left, children, value, out):
-    """The tree kernel before the grouped walk: every tree for one row, then the next row (the speed
-    reference of ``benchmarks.bench_generator.old_vs_new``)."""
-    for i in prange(X.shape[0]):
-        acc = 0.0
-        acc += baseline
-        for t in range(roots.shape[0]):
-            node = roots[t]
-            while not is_leaf[node]:
-                x = X[i, feature[node]]
-                if np.isnan(x):
-                    node = children[2 * node] if missing_left[node] else children[2 * node + 1]
-                elif x <= threshold[node]:
-                    node = children[2 * node]
-                else:
-                    node = children[2 * node + 1]
-            acc += value[node]
-        out[i] = acc
 
 
 def per_twin_generate(gen: TwinGenerator, n: int, seed: int = 0) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import numpy as np
 from ..kernels.copula import tree_ensemble_predict
 
 CompiledTrees = tuple[Any, ...]
-"""``(baseline, roots, is_leaf, feature_idx, threshold, missing_left, children, value)``."""
+"""``(baseline, offsets, feature_idx, threshold, missing_left, left, right, is_leaf, value)``."""
 
 
 def compile_trees(model: Any) -> CompiledTrees | None:
@@ -25,22 +25,19 @@ def compile_trees(model: Any) -> CompiledTrees | None:
     nodes = [it[0].nodes for it in predictors]
     if any(bool(nd["is_categorical"].any()) for nd in nodes):
         return None
-    sizes = [nd.shape[0] for nd in nodes]
-    roots = np.cumsum([0, *sizes[:-1]]).astype(np.int64)
+    offsets = np.cumsum([0] + [nd.shape[0] for nd in nodes[:-1]]).astype(np.int64)
     cat = np.concatenate(nodes)
-    shift = np.repeat(roots, sizes)
-    children = np.empty(2 * cat.shape[0], dtype=np.int64)  # left child at 2k, right child at 2k + 1
-    children[0::2] = cat["left"].astype(np.int64) + shift
-    children[1::2] = cat["right"].astype(np.int64) + shift
+    shift = np.repeat(offsets, [nd.shape[0] for nd in nodes])
     baseline = float(np.asarray(model._baseline_prediction).ravel()[0])
     return (
         baseline,
-        roots,
-        np.ascontiguousarray(cat["is_leaf"], dtype=np.uint8),
+        offsets,
         np.ascontiguousarray(cat["feature_idx"], dtype=np.int64),
         np.ascontiguousarray(cat["num_threshold"], dtype=np.float64),
         np.ascontiguousarray(cat["missing_go_to_left"], dtype=np.uint8),
-        children,
+        np.ascontiguousarray(cat["left"].astype(np.int64) + shift),
+        np.ascontiguousarray(cat["right"].astype(np.int64) + shift),
+        np.ascontiguousarray(cat["is_leaf"], dtype=np.uint8),
         np.ascontiguousarray(cat["value"], dtype=np.float64),
     )
 
