@@ -7,6 +7,10 @@ warm-up ``generate`` so numba compilation is never measured.
 Print the table (batched generation next to the original per-twin approach, measured in one run)::
 
     .venv/bin/python -m benchmarks.bench_generator
+
+``generate(1 M)`` before and after issue 12's speed work, interleaved (medians of 5 rounds)::
+
+    .venv/bin/python -m benchmarks.bench_generator old-vs-new 1000000 5
 """
 
 from __future__ import annotations
@@ -91,6 +95,42 @@ def batched_rate(gen: TwinGenerator, n: int, constraints: dict | None = None) ->
     gen.generate(n, constraints=constraints, seed=1)
     seconds = time.perf_counter() - start
     return seconds, n / seconds
+
+
+def old_vs_new(gen: TwinGenerator, n: int = 1_000_000, rounds: int = 5) -> dict[str, float]:
+    """``generate(n)`` with the kernels of issue 12's speed work against the path before them, interleaved
+    in this process on the same generator (median seconds of ``rounds`` rounds each, and their ratio).
+
+    The path before: the mixture's columns per component and column with ``np.searchsorted`` /
+    ``np.interp`` (``tests.naive_generator.naive_mixture_columns``). Both paths give bit-identical twins
+    (checked here).
+    """
+    import os
+    from unittest import mock
+
+    import numpy as np
+
+    from tests.naive_generator import naive_mixture_columns
+    from twinkernel.twin_generator import mixture
+
+    def before() -> pl.DataFrame:
+        with mock.patch.object(mixture, "_draw_free", naive_mixture_columns):
+            return gen.generate(n, seed=3).frame
+
+    def after() -> pl.DataFrame:
+        return gen.generate(n, seed=3).frame
+
+    assert before().equals(after())  # also the warm-up of both paths
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    for _ in range(rounds):
+        for name, run in (("before", before), ("after", after)):
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    out = {name: float(np.median(t)) for name, t in times.items()}
+    out["ratio"] = out["before"] / out["after"]
+    out["load_1min"] = os.getloadavg()[0]
+    return out
 
 
 class GenerateSuite:
@@ -190,4 +230,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:2] == ["old-vs-new"]:  # python -m benchmarks.bench_generator old-vs-new [n] [rounds]
+        args = [int(a) for a in sys.argv[2:4]]
+        print(old_vs_new(trained(), *args))
+    else:
+        main()

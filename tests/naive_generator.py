@@ -64,6 +64,57 @@ def naive_tree_predict(model: Any, X: np.ndarray) -> np.ndarray:
     return out
 
 
+def naive_mixture_chunk(
+    components: Any, cum: np.ndarray, start: int, m: int, seed: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The mixture's unconstrained chunk the NumPy way (the path before the column kernel): latent rows,
+    then per component and column ``np.searchsorted`` on the cut points or ``np.interp`` on the quantile
+    grid, then the component's level order back to global codes."""
+    from twinkernel.twin_generator.mixture import STREAM_COMPONENT
+
+    u = np.empty(m)
+    fill_uniform(seed, STREAM_COMPONENT, start, u)  # twin i's component draw is uniform start + i
+    comp = np.minimum(np.searchsorted(cum, u, side="right"), len(components) - 1).astype(np.int64)
+    return naive_mixture_columns(components, comp, start, seed)
+
+
+def naive_mixture_columns(
+    components: Any, comp: np.ndarray, start: int, seed: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Columns of twins ``start ..`` with components ``comp``, one component and one column at a time."""
+    from scipy import special
+
+    from twinkernel.kernels.synthesis import mixture_normals
+    from twinkernel.twin_generator.constraints import STREAM_LATENT
+
+    m = comp.size
+    chols = np.ascontiguousarray(np.stack([c.chol for c in components]))
+    z_all = np.empty((m, len(components[0].marginals)))
+    mixture_normals(seed, STREAM_LATENT, start, comp, chols, z_all)
+    first = components[0].marginals
+    stored = [np.empty(m, dtype=np.int64 if mg.is_discrete else np.float64) for mg in first]
+    values = [np.empty(m) for _ in first]
+    order = np.argsort(comp, kind="stable")
+    bounds = np.searchsorted(comp[order], np.arange(len(components) + 1))
+    for k, c in enumerate(components):
+        local = order[bounds[k] : bounds[k + 1]]
+        for j, mg in enumerate(c.marginals):
+            z = z_all[local, j]
+            if mg.is_discrete:
+                st = np.searchsorted(mg.thresholds, z, side="left")
+                val = mg.encoded_levels[st]
+                if c.level_orders[j] is not None:
+                    st = c.level_orders[j][st]
+                    val = st.astype(np.float64)
+            else:
+                st = val = np.interp(special.ndtr(z), mg.grid, mg.quantiles)
+                if mg.integer:
+                    st = val = np.rint(val)
+            stored[j][local] = st
+            values[j][local] = val
+    return stored, values
+
+
 def per_twin_generate(gen: TwinGenerator, n: int, seed: int = 0) -> list[dict[str, Any]]:
     """The original approach: independent marginals, one ``predict`` call and one dict per twin."""
     rng = np.random.default_rng(seed)

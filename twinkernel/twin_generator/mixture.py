@@ -35,7 +35,7 @@ from scipy import special
 from ..config import SynthesisConfig, TwinGenerationConfig
 from ..kernels._rng import STREAM_GENERATOR
 from ..kernels.copula import correlated_normals, counter_uniforms
-from ..kernels.synthesis import mixture_normals
+from ..kernels.synthesis import mixture_columns, mixture_normals_rows
 from ._common import FrozenResult, readonly
 from .constraints import STREAM_LATENT, Plan, column_from_latent, draw_latent, plan_constraints
 from .copula import fit_latent_correlation, latent_scores_correlation
@@ -294,14 +294,11 @@ def draw_chunk(
     u = np.empty((m, 1))
     counter_uniforms(seed, STREAM_COMPONENT, start, 1, 0, u)
     comp = np.minimum(np.searchsorted(cum, u[:, 0], side="right"), len(components) - 1)
+    if all(p is None or (not p.fixed and not p.intervals) for p in plans):
+        return _draw_free(components, comp.astype(np.int64), start, seed)
     first = components[0].marginals
     stored = [np.empty(m, dtype=np.int64 if mg.is_discrete else np.float64) for mg in first]
     values = [np.empty(m, dtype=np.float64) for _ in first]
-    free = all(p is None or (not p.fixed and not p.intervals) for p in plans)
-    z_all = None
-    if free:  # no constraints: one kernel call for the chunk (the same draws as per component)
-        z_all = np.empty((m, len(first)))
-        mixture_normals(seed, STREAM_LATENT, start, comp.astype(np.int64), stacked_chols(components), z_all)
     order = np.argsort(comp, kind="stable")
     bounds = np.searchsorted(comp[order], np.arange(len(components) + 1))
     for k in range(len(components)):
@@ -311,11 +308,8 @@ def draw_chunk(
         plan = plans[k]
         assert plan is not None  # zero-probability components have zero weight
         c = components[k]
-        if z_all is not None:
-            z = z_all[local]
-        else:
-            rows = (start + local).astype(np.int64)
-            z = draw_latent(0, local.size, plan, seed, c.latent_correlation, c.chol, gibbs_sweeps, rows=rows)
+        rows = (start + local).astype(np.int64)
+        z = draw_latent(0, local.size, plan, seed, c.latent_correlation, c.chol, gibbs_sweeps, rows=rows)
         for j, mg in enumerate(c.marginals):
             st, val = column_from_latent(mg, j, z[:, j], plan)
             level_order = c.level_orders[j]
@@ -325,6 +319,103 @@ def draw_chunk(
             stored[j][local] = st
             values[j][local] = val
     return stored, values
+
+
+def _draw_free(
+    components: Sequence[MixtureComponent], comp: np.ndarray, start: int, seed: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """No constraints: one latent kernel and one column kernel over all twins of the chunk (the draws and
+    outputs of the per-component path, bit for bit)."""
+    pk = packed_components(components)
+    m, d = comp.size, pk.discrete.size
+    # twins sorted by component: each component's grids stay in cache while its twins are read
+    order = np.argsort(comp, kind="stable")
+    z = np.empty((m, d))
+    mixture_normals_rows(seed, STREAM_LATENT, start + order, comp[order], pk.chols, z)
+    # Phi(z) of the continuous columns, contiguous per column (ndtr on a strided view costs ~5x more)
+    u = np.ascontiguousarray(z[:, pk.continuous].T)
+    special.ndtr(u, out=u)
+    codes = np.empty((d, m), dtype=np.int64)
+    values = np.empty((d, m))
+    mixture_columns(
+        z, u, comp[order], pk.discrete, pk.integer, pk.knots, pk.knot_start, pk.knot_count,
+        pk.table, pk.table_start, pk.codes, pk.slot, order, codes, values,
+    )  # fmt: skip
+    stored = [codes[j] if pk.discrete[j] else values[j] for j in range(d)]
+    return stored, [values[j] for j in range(d)]
+
+
+@dataclass(frozen=True, eq=False)
+class PackedComponents:
+    """Every component's marginals as flat arrays with offsets, the layout of
+    :func:`~twinkernel.kernels.synthesis.mixture_columns` (see its docstring for the fields)."""
+
+    chols: np.ndarray
+    discrete: np.ndarray
+    integer: np.ndarray
+    continuous: np.ndarray
+    slot: np.ndarray
+    knots: np.ndarray
+    knot_start: np.ndarray
+    knot_count: np.ndarray
+    table: np.ndarray
+    table_start: np.ndarray
+    codes: np.ndarray
+
+
+_PACKED: dict[int, tuple[Sequence[MixtureComponent], PackedComponents]] = {}
+
+
+def packed_components(components: Sequence[MixtureComponent]) -> PackedComponents:
+    """The packed layout of ``components``, built once per components tuple (kept while it lives)."""
+    hit = _PACKED.get(id(components))
+    if hit is not None and hit[0] is components:
+        return hit[1]
+    pk = _pack(components)
+    if len(_PACKED) >= 8:  # a few generators at a time; an old entry is only rebuilt if needed again
+        _PACKED.clear()
+    _PACKED[id(components)] = (components, pk)
+    return pk
+
+
+def _pack(components: Sequence[MixtureComponent]) -> PackedComponents:
+    first = components[0].marginals
+    n_comp, d = len(components), len(first)
+    knots: list[np.ndarray] = []
+    table: list[np.ndarray] = []
+    codes: list[np.ndarray] = []
+    knot_start = np.empty((n_comp, d), dtype=np.int64)
+    knot_count = np.empty((n_comp, d), dtype=np.int64)
+    table_start = np.empty((n_comp, d), dtype=np.int64)
+    n_knots = n_table = 0
+    for k, c in enumerate(components):
+        for j, mg in enumerate(c.marginals):
+            if mg.is_discrete:
+                order = c.level_orders[j]
+                local = np.arange(len(mg.levels), dtype=np.int64)
+                glob = local if order is None else order
+                cut, tab = mg.thresholds, mg.encoded_levels if order is None else glob.astype(np.float64)
+            else:
+                cut, tab, glob = mg.grid, mg.quantiles, np.zeros(mg.quantiles.size, dtype=np.int64)
+            knot_start[k, j], knot_count[k, j], table_start[k, j] = n_knots, cut.size, n_table
+            knots.append(cut)
+            table.append(tab)
+            codes.append(glob)
+            n_knots += cut.size
+            n_table += tab.size
+    return PackedComponents(
+        chols=stacked_chols(components),
+        discrete=np.array([mg.is_discrete for mg in first], dtype=np.uint8),
+        integer=np.array([mg.integer and not mg.is_discrete for mg in first], dtype=np.uint8),
+        continuous=np.flatnonzero([not mg.is_discrete for mg in first]),
+        slot=np.cumsum([not mg.is_discrete for mg in first]) - 1,
+        knots=np.ascontiguousarray(np.concatenate(knots), dtype=np.float64),
+        knot_start=knot_start,
+        knot_count=knot_count,
+        table=np.ascontiguousarray(np.concatenate(table), dtype=np.float64),
+        table_start=table_start,
+        codes=np.ascontiguousarray(np.concatenate(codes), dtype=np.int64),
+    )
 
 
 def stacked_chols(components: Sequence[MixtureComponent]) -> np.ndarray:
