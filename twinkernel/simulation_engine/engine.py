@@ -227,7 +227,23 @@ class SimulationEngine:
             ci_method,
             n_resamples,
         )
-        request = SimulationRequest(
+        request = self._request(call)
+        digest = request.digest()
+
+        def compute() -> SimulationResult:
+            result = self._run(digest, call, debug_trace, timeout)
+            self._record(result)
+            return result
+
+        active_cache = cache if cache is not None else self.cache
+        cacheable = call.seed_given or self.config.simulation_cache.cache_unseeded
+        if use_cache and active_cache is not None and cacheable and not debug_trace:
+            return active_cache.get_or_compute(request, compute)
+        return compute()
+
+    def _request(self, call: Call) -> SimulationRequest:
+        """The identity of a resolved call: the cache key's input (``sweep`` rows carry the same digest)."""
+        return SimulationRequest(
             model_id=self.population.model_id,
             population_fingerprint=self.population.fingerprint(),
             intervention_config=call.ic,
@@ -241,18 +257,6 @@ class SimulationEngine:
             kernel_version=KERNEL_VERSION,
             effect_model_id=self.effect_model.model_id,
         )
-        digest = request.digest()
-
-        def compute() -> SimulationResult:
-            result = self._run(digest, call, debug_trace, timeout)
-            self._record(result)
-            return result
-
-        active_cache = cache if cache is not None else self.cache
-        cacheable = call.seed_given or self.config.simulation_cache.cache_unseeded
-        if use_cache and active_cache is not None and cacheable and not debug_trace:
-            return active_cache.get_or_compute(request, compute)
-        return compute()
 
     def modifier_table(
         self,

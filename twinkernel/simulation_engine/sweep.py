@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from ..kernels import KERNEL_VERSION
 from ..kernels import effects as K
 from ..kernels.stats import combine_columns
 from ..kernels.sweep import SHARED_PARAMS, sweep_pass
@@ -43,7 +42,6 @@ from ..models import (
     FrozenMapping,
     InterventionConfig,
     PopulationFilter,
-    SimulationRequest,
     SimulationResult,
     SimulationStatus,
 )
@@ -181,20 +179,7 @@ def _run_pass(
 
 def _request_digest(engine: SimulationEngine, call: Call) -> str:
     """The digest ``simulate`` gives the same call (its cache key)."""
-    return SimulationRequest(
-        model_id=engine.population.model_id,
-        population_fingerprint=engine.population.fingerprint(),
-        intervention_config=call.ic,
-        population_filter=call.pf,
-        confidence_level=call.confidence_level,
-        ci_method=call.method,
-        n_resamples=call.n_resamples,
-        seed=call.seed,
-        seed_was_given=call.seed_given,
-        calculate_heterogeneity=call.heterogeneity,
-        kernel_version=KERNEL_VERSION,
-        effect_model_id=engine.effect_model.model_id,
-    ).digest()
+    return engine._request(call).digest()
 
 
 def _result(
