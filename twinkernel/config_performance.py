@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["PerformanceConfig"]
+__all__ = ["Issue13Goals", "PerformanceConfig"]
+
+
+class Issue13Goals(BaseModel):
+    """Issue 13's goals, judged by ``benchmarks/issue13_table.py`` (speed-ups and ratios, one in seconds)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bootstrap_vs_scipy: float = Field(ge=1.0)
+    bca_1m_seconds: float = Field(gt=0.0)
+    simulate_over_bare: float = Field(ge=1.0)
+    from_frame_over_simulate: float = Field(ge=1.0)
+    sweep_speedup: float = Field(ge=1.0)
 
 
 class PerformanceConfig(BaseModel):
@@ -29,3 +41,4 @@ class PerformanceConfig(BaseModel):
     peak_rss_mb_10m: float = Field(gt=0.0)
     simulate_rss_overhead_mb_10m: float = Field(gt=0.0)
     min_sweep_speedup: float = Field(ge=1.0, le=1e6)
+    issue13_goals: Issue13Goals
