@@ -21,6 +21,33 @@ from ._rng import key_for, standard_normal, uniform
 __all__ = ["correlated_normals", "counter_uniforms", "tree_ensemble_predict"]
 
 
+@njit(inline="always", cache=True)
+def correlated_row(key, base, chol, out, i):
+    """Write ``out[i] = chol @ e`` where ``e[j]`` is draw ``base + j`` of the stream ``key``.
+
+    The one body of every latent-normal kernel (contiguous rows here, explicit rows and mixture components
+    in :mod:`twinkernel.kernels.synthesis`): they differ only in ``base`` and ``chol``, so a twin gets the
+    same bits from each.
+    """
+    d = out.shape[1]
+    e = np.empty(d)
+    for j in range(d):
+        e[j] = standard_normal(key, base + j)
+    for r in range(d):
+        acc = 0.0
+        for c in range(r + 1):
+            acc += chol[r, c] * e[c]
+        out[i, r] = acc
+
+
+@njit(inline="always", cache=True)
+def uniform_row(key, base, out, i):
+    """Write ``out[i, c]`` = uniform draw ``base + c`` of the stream ``key`` (every uniform-row kernel's
+    body)."""
+    for c in range(out.shape[1]):
+        out[i, c] = uniform(key, base + c)
+
+
 @njit(parallel=True, cache=True)
 def correlated_normals(seed, stream, row_start, chol, out):
     """Fill ``out[i] = chol @ e`` where ``e[j]`` is draw ``(row_start + i) * d + j`` of a stream.
@@ -39,15 +66,7 @@ def correlated_normals(seed, stream, row_start, chol, out):
     key = key_for(seed, stream)
     n, d = out.shape
     for i in prange(n):
-        base = (row_start + i) * d
-        e = np.empty(d)
-        for j in range(d):
-            e[j] = standard_normal(key, base + j)
-        for r in range(d):
-            acc = 0.0
-            for c in range(r + 1):
-                acc += chol[r, c] * e[c]
-            out[i, r] = acc
+        correlated_row(key, (row_start + i) * d, chol, out, i)
 
 
 @njit(parallel=True, cache=True)
@@ -57,11 +76,8 @@ def counter_uniforms(seed, stream, row_start, stride, offset, out):
     ``stride`` must be at least ``offset + out.shape[1]`` so rows never share draws.
     """
     key = key_for(seed, stream)
-    n, k = out.shape
-    for i in prange(n):
-        base = (row_start + i) * stride + offset
-        for c in range(k):
-            out[i, c] = uniform(key, base + c)
+    for i in prange(out.shape[0]):
+        uniform_row(key, (row_start + i) * stride + offset, out, i)
 
 
 @njit(parallel=True, cache=True)
