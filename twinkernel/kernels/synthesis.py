@@ -39,15 +39,16 @@ def correlated_normals_rows(seed, stream, rows, chol, out):
     key = key_for(seed, stream)
     n, d = out.shape
     for i in prange(n):
-        correlated_row(key, rows[i] * d, chol, out, i)
+        correlated_row(key, rows[i] * d, chol, out, i, d)
 
 
 @njit(parallel=True, cache=True)
 def counter_uniforms_rows(seed, stream, rows, stride, offset, out):
     """Fill ``out[i, c]`` with uniform draw ``rows[i] * stride + offset + c`` of a stream."""
     key = key_for(seed, stream)
-    for i in prange(out.shape[0]):
-        uniform_row(key, rows[i] * stride + offset, out, i)
+    n, k = out.shape
+    for i in prange(n):
+        uniform_row(key, rows[i] * stride + offset, out, i, k)
 
 
 @njit(parallel=True, cache=True)
@@ -58,7 +59,7 @@ def mixture_normals_rows(seed, stream, rows, component, chols, out):
     key = key_for(seed, stream)
     n, d = out.shape
     for i in prange(n):
-        correlated_row(key, rows[i] * d, chols[component[i]], out, i)
+        correlated_row(key, rows[i] * d, chols[component[i]], out, i, d)
 
 
 @njit(parallel=True, cache=True)
