@@ -25,26 +25,31 @@ CHANNELS = ("digital", "email", "in_person")
 EMPTY_INDEX = np.empty(0, dtype=np.int64)
 
 
-def fused_pass(
-    population,
-    effect_params,
+def kernel_pass(
+    columns,
+    params,
+    adoption_multipliers,
+    tier_multipliers,
+    *,
+    codes,
+    offsets,
     index=None,
     seed=7,
     chunk=64,
-    params=None,
     with_groups=False,
     effect_shift=0.0,
     baseline_shift=0.0,
+    store_effects=True,
+    invariants=True,
 ):
-    """Run the engine's fused kernel: ``(effects, counts, sums, groups)`` per chunk.
-
-    ``params`` replaces the parameter vector (to drive the kernel below the API's validation bounds).
-    """
+    """``simulate_pass`` on ``columns`` (``KernelColumns`` or anything with its ``decile`` .. ``twin_key``
+    attributes): ``(effects, counts, sums, groups)``. ``store_effects`` False passes an empty ``out``
+    (``effects`` is then empty); segments are the ``codes`` arrays with group ``offsets``."""
     from twinkernel.kernels import effects as K
 
-    c = population.kernel_columns
-    out = np.empty(population.n if index is None else index.shape[0])
-    offsets = population.segment_offsets
+    c = columns
+    n = c.decile.shape[0] if index is None else index.shape[0]
+    out = np.empty(n if store_effects else 0)
     counts, sums, groups = K.simulate_pass(
         c.decile,
         c.engagement,
@@ -56,20 +61,57 @@ def fused_pass(
         c.twin_key,
         EMPTY_INDEX if index is None else index,
         index is not None,
-        effect_params.params if params is None else params,
-        effect_params.adoption_multipliers,
-        effect_params.tier_multipliers,
+        params,
+        adoption_multipliers,
+        tier_multipliers,
         np.uint64(seed),
         chunk,
-        c.segment_codes,
+        codes,
         offsets,
         int(offsets[-1]),
         with_groups,
         effect_shift,
         baseline_shift,
         out,
+        invariants,
     )
     return out, counts, sums, groups
+
+
+def fused_pass(
+    population,
+    effect_params,
+    index=None,
+    seed=7,
+    chunk=64,
+    params=None,
+    with_groups=False,
+    effect_shift=0.0,
+    baseline_shift=0.0,
+    store_effects=True,
+    invariants=True,
+):
+    """Run the engine's fused kernel on a population: ``(effects, counts, sums, groups)`` per chunk, with
+    the population's segments.
+
+    ``params`` replaces the parameter vector (to drive the kernel below the API's validation bounds).
+    """
+    return kernel_pass(
+        population.kernel_columns,
+        effect_params.params if params is None else params,
+        effect_params.adoption_multipliers,
+        effect_params.tier_multipliers,
+        index=index,
+        seed=seed,
+        chunk=chunk,
+        codes=population.kernel_columns.segment_codes,
+        offsets=population.segment_offsets,
+        with_groups=with_groups,
+        effect_shift=effect_shift,
+        baseline_shift=baseline_shift,
+        store_effects=store_effects,
+        invariants=invariants,
+    )
 
 
 def kernel_effects(population, effect_params, index=None, seed=7, chunk=64, params=None):

@@ -84,13 +84,13 @@ def naive_mixture_columns(
     """Columns of twins ``start ..`` with components ``comp``, one component and one column at a time."""
     from scipy import special
 
-    from twinkernel.kernels.synthesis import mixture_normals
+    from twinkernel.kernels.synthesis import mixture_normals_rows
     from twinkernel.twin_generator.constraints import STREAM_LATENT
 
     m = comp.size
     chols = np.ascontiguousarray(np.stack([c.chol for c in components]))
     z_all = np.empty((m, len(components[0].marginals)))
-    mixture_normals(seed, STREAM_LATENT, start, comp, chols, z_all)
+    mixture_normals_rows(seed, STREAM_LATENT, start + np.arange(m), comp, chols, z_all)
     first = components[0].marginals
     stored = [np.empty(m, dtype=np.int64 if mg.is_discrete else np.float64) for mg in first]
     values = [np.empty(m) for _ in first]

@@ -116,3 +116,25 @@ def test_lineage_registers_and_reloads_the_effect_model(gen, history, tmp_path: 
     assert loaded.effect_model.learned[TYPE].std_errors == gen.effect_model.learned[TYPE].std_errors
     assert loaded.effect_model.provenance == gen.effect_model.provenance
     _same_effect_model(loaded.effect_model, gen.effect_model)
+
+
+def test_model_id_covers_effect_types_and_treatment_col(history, gen):
+    """Generators trained on the same rows with different ``effect_types`` or ``treatment_col`` carry
+    different effect models (or none) and so get different ids; the same inputs give the same id."""
+
+    def trained(**kwargs) -> TwinGenerator:
+        g = TwinGenerator("hcp", permutation_repeats=1)
+        g.train(history, "brand_share", time_col="month", track=False, **kwargs)
+        return g
+
+    no_effects = trained(treatment_col="treated")
+    other_type = trained(treatment_col="treated", effect_types="email_campaign")
+    two_types = trained(treatment_col="treated", effect_types=[TYPE, "email_campaign"])
+    no_treatment = trained()
+    assert no_effects.effect_model is None and other_type.effect_model is not None
+    assert np.array_equal(no_effects.training_rows_, gen.training_rows_)  # same rows: only the inputs differ
+    ids = [gen.model_id, no_effects.model_id, other_type.model_id, two_types.model_id, no_treatment.model_id]
+    assert len(set(ids)) == 5, ids
+    assert all(i.startswith("twin-hcp-") for i in ids)
+    assert trained(treatment_col="treated", effect_types=TYPE).model_id == gen.model_id
+    assert gen.metrics is not None and gen.metrics.model_id == gen.model_id

@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tests.naive_generator import designed_frame
+from tests.naive_generator import designed_frame, naive_correlated_normals
 from twinkernel.config import get_config
-from twinkernel.kernels.copula import correlated_normals
-from twinkernel.kernels.synthesis import correlated_normals_rows, mixture_normals
+from twinkernel.kernels.copula import correlated_normals, counter_uniforms
+from twinkernel.kernels.synthesis import correlated_normals_rows, counter_uniforms_rows, mixture_normals_rows
 from twinkernel.twin_generator import TwinGenerator
 
 
@@ -51,8 +51,20 @@ def test_rows_kernels_match_the_contiguous_kernel():
     correlated_normals_rows(9, 32, rows, chol, picked)
     np.testing.assert_array_equal(picked, block[::-1])
     mixed = np.empty((50, 4))
-    mixture_normals(9, 32, 100, np.zeros(50, dtype=np.int64), chol[None].copy(), mixed)
-    np.testing.assert_array_equal(mixed, block)
+    mixture_normals_rows(9, 32, rows, np.zeros(50, dtype=np.int64), chol[None].copy(), mixed)
+    np.testing.assert_array_equal(mixed, block[::-1])
+    uni = np.empty((50, 3))
+    counter_uniforms(9, 33, 100, 8, 2, uni)
+    uni_rows = np.empty((50, 3))
+    counter_uniforms_rows(9, 33, rows, 8, 2, uni_rows)
+    np.testing.assert_array_equal(uni_rows, uni[::-1])
+    # two components against the plain reference, row by row with each row's own factor
+    chols = np.stack([chol, np.linalg.cholesky(a.T @ a + 3 * np.eye(4))])
+    comp = np.arange(50, dtype=np.int64) % 2
+    mixture_normals_rows(9, 32, rows, comp, chols, mixed)
+    for i in (0, 1, 17, 49):
+        ref = naive_correlated_normals(9, 32, int(rows[i]), chols[comp[i]], 1)[0]
+        np.testing.assert_allclose(mixed[i], ref, rtol=1e-12, atol=1e-14)
 
 
 def test_components_are_fitted(gen, small):

@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.conftest import GOLDEN_RTOL
+from tests.conftest import GOLDEN_RTOL, kernel_pass
 from twinkernel.kernels import KERNEL_VERSION, _rng
 from twinkernel.kernels import effects as K
 from twinkernel.kernels.stats import combine_columns, combine_grouped
@@ -108,33 +109,22 @@ def compute_golden() -> dict[str, Any]:
 
     # The fused pass, with and without the peer gate and the tier multiplier, selection and groups.
     index = np.arange(N - 1, -1, -3, dtype=np.int64)  # every third twin, reversed
+    columns = SimpleNamespace(**d)
     for name, params in (("plain", _params(-1.0, False)), ("peer_tier", _params(0.5, True))):
         for label, idx in (("all", None), ("index", index)):
-            n_out = N if idx is None else idx.shape[0]
-            effects = np.empty(n_out)
-            counts, sums, groups = K.simulate_pass(
-                d["decile"],
-                d["engagement"],
-                d["adoption"],
-                d["tier"],
-                d["peer"],
-                d["propensity"],
-                d["baseline"],
-                d["twin_key"],
-                np.empty(0, dtype=np.int64) if idx is None else idx,
-                idx is not None,
+            effects, counts, sums, groups = kernel_pass(
+                columns,
                 params,
                 ADOPTION,
                 TIER,
-                np.uint64(SEED),
-                1024,
-                (d["codes"],),
-                np.array([0, 5], dtype=np.int64),
-                5,
-                True,
-                0.1,
-                0.3,
-                effects,
+                codes=(d["codes"],),
+                offsets=np.array([0, 5], dtype=np.int64),
+                index=idx,
+                seed=SEED,
+                chunk=1024,
+                with_groups=True,
+                effect_shift=0.1,
+                baseline_shift=0.3,
             )
             out[f"pass_{name}_{label}_effects"] = _checksums(effects, d["weights"])
             out[f"pass_{name}_{label}_counts"] = counts.sum(axis=0).tolist()

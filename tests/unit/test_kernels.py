@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import naive
-from tests.conftest import KERNEL_ATOL, KERNEL_RTOL, fused_pass, kernel_effects
+from tests.conftest import KERNEL_ATOL, KERNEL_RTOL, fused_pass, kernel_effects, kernel_pass
 from twinkernel import EffectModel, InterventionConfig, InterventionType, PopulationFilter, TwinPopulation
 from twinkernel.kernels import _rng
 from twinkernel.kernels import effects as K
@@ -328,32 +328,9 @@ class TestFusedPass:
         c = pop.kernel_columns
         p = engine.effect_model.parameters(InterventionConfig(intervention_type="peer_influence_activation"))
         index = np.arange(pop.n - 1, -1, -2, dtype=np.int64) if with_index else None
-        stored = fused_pass(pop, p, index, chunk=256, with_groups=True, effect_shift=0.05, baseline_shift=0.3)
-        offsets = pop.segment_offsets
-        skipped = K.simulate_pass(
-            c.decile,
-            c.engagement,
-            c.adoption,
-            c.tier,
-            c.peer,
-            c.propensity,
-            c.baseline,
-            c.twin_key,
-            EMPTY if index is None else index,
-            index is not None,
-            p.params,
-            p.adoption_multipliers,
-            p.tier_multipliers,
-            np.uint64(7),
-            256,
-            c.segment_codes,
-            offsets,
-            int(offsets[-1]),
-            True,
-            0.05,
-            0.3,
-            np.empty(0),
-        )
+        opts = {"chunk": 256, "with_groups": True, "effect_shift": 0.05, "baseline_shift": 0.3}
+        stored = fused_pass(pop, p, index, **opts)
+        _, *skipped = fused_pass(pop, p, index, store_effects=False, **opts)
         for got, want in zip(skipped, stored[1:], strict=True):
             np.testing.assert_array_equal(got, want)
         plain = naive.individual_effects(c, index, p.params, p.adoption_multipliers, p.tier_multipliers, 7)
@@ -373,30 +350,16 @@ class TestFusedPass:
         sizes = [int(s) for s in rng.integers(1, 12, n_dims)]
         codes = tuple(rng.integers(0, s, pop.n).astype(np.uint8) for s in sizes)
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        out = np.empty(pop.n)
-        _, _, groups = K.simulate_pass(
-            c.decile,
-            c.engagement,
-            c.adoption,
-            c.tier,
-            c.peer,
-            c.propensity,
-            c.baseline,
-            c.twin_key,
-            EMPTY,
-            False,
+        out, _, _, groups = kernel_pass(
+            c,
             p.params,
             p.adoption_multipliers,
             p.tier_multipliers,
-            np.uint64(3),
-            K.SUM_BLOCK,
-            codes,
-            offsets,
-            int(offsets[-1]),
-            True,
-            0.0,
-            0.0,
-            out,
+            codes=codes,
+            offsets=offsets,
+            seed=3,
+            chunk=K.SUM_BLOCK,
+            with_groups=True,
         )
         gn, gmean, gvar = combine_grouped(groups, 0.0)
         for k, (rn, rm, rv) in enumerate(naive.grouped_moments(out, codes, sizes)):
@@ -464,12 +427,9 @@ class TestSelectionInvariants:
         pop = TwinPopulation.from_frame(frame, config=config)
         p = EffectModel.from_config(config).parameters(InterventionConfig(intervention_type="email_campaign"))
         c = pop.kernel_columns
-        offsets = pop.segment_offsets
-        args = (c.decile, c.engagement, c.adoption, c.tier, c.peer, c.propensity, c.baseline, c.twin_key)
-        tail = (EMPTY, False, p.params, p.adoption_multipliers, p.tier_multipliers, np.uint64(4), 512)
-        groups_args = (c.segment_codes, offsets, int(offsets[-1]), True, 0.05, 0.3, np.empty(0))
-        full = K.simulate_pass(*args, *tail, *groups_args)
-        lean = K.simulate_pass(*args, *tail, *groups_args, False)
+        opts = {"seed": 4, "chunk": 512, "with_groups": True, "effect_shift": 0.05, "baseline_shift": 0.3}
+        _, *full = fused_pass(pop, p, store_effects=False, **opts)
+        _, *lean = fused_pass(pop, p, store_effects=False, invariants=False, **opts)
         inv = K.INVARIANT_COUNTERS
         other = np.setdiff1d(np.arange(K.N_COUNTERS), inv)
         assert full[0][:, inv].sum() > 0 and not lean[0][:, inv].any()

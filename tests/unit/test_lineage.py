@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -208,3 +213,39 @@ def test_train_with_tracking_registers_the_champion_in_one_call(tmp_path: Path):
     with pytest.warns(UserWarning, match=ONE_MONTH):
         untracked.train(frame, "brand_share", time_col="month", algorithm="gradient_boosting", track=False)
     assert untracked.lineage is None
+
+
+TYPE_HINT_WARNING = re.compile(r"type hint", re.IGNORECASE)  # MLflow's warnings about predict's hints
+
+
+def test_generator_model_defines_logs_and_predicts_without_type_hint_warnings(tmp_path: Path):
+    """MLflow accepts ``_GeneratorModel.predict``'s hints: no warning when the class is defined (import),
+    when the model is logged or loaded, and the logged pyfunc still generates the twins."""
+    import pandas as pd
+
+    code = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import twinkernel.lineage\n"
+        "print(repr([str(w.message) for w in caught if 'type hint' in str(w.message).lower()]))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+    gen, metrics, fingerprint = trained_generator()
+    tracker = LineageTracker(data_dir=tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lineage = tracker.log_training(gen, metrics, data_fingerprint=fingerprint)
+        loaded = load_generator(lineage.model_uri, tracking_uri=tracker.tracking_uri)
+        with tracker._session():
+            model = mlflow.pyfunc.load_model(lineage.model_uri)
+            twins = model.predict(pd.DataFrame({"n": [40], "seed": [3]}))
+    assert [str(w.message) for w in caught if TYPE_HINT_WARNING.search(str(w.message))] == []
+    assert loaded.model_id == gen.model_id
+    assert isinstance(twins, pd.DataFrame) and twins.shape == (40, gen.generate(1, seed=3).frame.width)
+    pd.testing.assert_frame_equal(twins, gen.generate(40, seed=3).frame.to_pandas())

@@ -21,6 +21,32 @@ from ._rng import key_for, standard_normal, uniform
 __all__ = ["correlated_normals", "counter_uniforms", "tree_ensemble_predict"]
 
 
+@njit(inline="always", cache=True)
+def correlated_row(key, base, chol, out, i, d):
+    """Write ``out[i, :d] = chol @ e`` where ``e[j]`` is draw ``base + j`` of the stream ``key``.
+
+    The one body of every latent-normal kernel (contiguous rows here, explicit rows and mixture components
+    in :mod:`twinkernel.kernels.synthesis`): they differ only in ``base`` and ``chol``, so a twin gets the
+    same bits from each. ``d`` is passed in (reading ``out.shape[1]`` here measured ~5 % slower).
+    """
+    e = np.empty(d)
+    for j in range(d):
+        e[j] = standard_normal(key, base + j)
+    for r in range(d):
+        acc = 0.0
+        for c in range(r + 1):
+            acc += chol[r, c] * e[c]
+        out[i, r] = acc
+
+
+@njit(inline="always", cache=True)
+def uniform_row(key, base, out, i, k):
+    """Write ``out[i, c]`` = uniform draw ``base + c`` of the stream ``key`` for ``c < k`` (every
+    uniform-row kernel's body)."""
+    for c in range(k):
+        out[i, c] = uniform(key, base + c)
+
+
 @njit(parallel=True, cache=True)
 def correlated_normals(seed, stream, row_start, chol, out):
     """Fill ``out[i] = chol @ e`` where ``e[j]`` is draw ``(row_start + i) * d + j`` of a stream.
@@ -39,15 +65,7 @@ def correlated_normals(seed, stream, row_start, chol, out):
     key = key_for(seed, stream)
     n, d = out.shape
     for i in prange(n):
-        base = (row_start + i) * d
-        e = np.empty(d)
-        for j in range(d):
-            e[j] = standard_normal(key, base + j)
-        for r in range(d):
-            acc = 0.0
-            for c in range(r + 1):
-                acc += chol[r, c] * e[c]
-            out[i, r] = acc
+        correlated_row(key, (row_start + i) * d, chol, out, i, d)
 
 
 @njit(parallel=True, cache=True)
@@ -59,9 +77,7 @@ def counter_uniforms(seed, stream, row_start, stride, offset, out):
     key = key_for(seed, stream)
     n, k = out.shape
     for i in prange(n):
-        base = (row_start + i) * stride + offset
-        for c in range(k):
-            out[i, c] = uniform(key, base + c)
+        uniform_row(key, (row_start + i) * stride + offset, out, i, k)
 
 
 @njit(parallel=True, cache=True)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._rng import key_for, standard_normal, uniform
+from ._rng import key_for
+from .copula import correlated_row, uniform_row
 
 __all__ = [
     "correlated_normals_rows",
     "counter_uniforms_rows",
     "mixture_columns",
-    "mixture_normals",
     "mixture_normals_rows",
 ]
 
@@ -39,15 +39,7 @@ def correlated_normals_rows(seed, stream, rows, chol, out):
     key = key_for(seed, stream)
     n, d = out.shape
     for i in prange(n):
-        base = rows[i] * d
-        e = np.empty(d)
-        for j in range(d):
-            e[j] = standard_normal(key, base + j)
-        for r in range(d):
-            acc = 0.0
-            for c in range(r + 1):
-                acc += chol[r, c] * e[c]
-            out[i, r] = acc
+        correlated_row(key, rows[i] * d, chol, out, i, d)
 
 
 @njit(parallel=True, cache=True)
@@ -56,50 +48,18 @@ def counter_uniforms_rows(seed, stream, rows, stride, offset, out):
     key = key_for(seed, stream)
     n, k = out.shape
     for i in prange(n):
-        base = rows[i] * stride + offset
-        for c in range(k):
-            out[i, c] = uniform(key, base + c)
-
-
-@njit(parallel=True, cache=True)
-def mixture_normals(seed, stream, row_start, component, chols, out):
-    """Fill ``out[i] = chols[component[i]] @ e`` where ``e[j]`` is draw ``(row_start + i) * d + j``.
-
-    One call for a whole chunk of a mixture: row ``i`` draws what :func:`correlated_normals_rows` gives it
-    with its own component's factor.
-    """
-    key = key_for(seed, stream)
-    n, d = out.shape
-    for i in prange(n):
-        base = (row_start + i) * d
-        chol = chols[component[i]]
-        e = np.empty(d)
-        for j in range(d):
-            e[j] = standard_normal(key, base + j)
-        for r in range(d):
-            acc = 0.0
-            for c in range(r + 1):
-                acc += chol[r, c] * e[c]
-            out[i, r] = acc
+        uniform_row(key, rows[i] * stride + offset, out, i, k)
 
 
 @njit(parallel=True, cache=True)
 def mixture_normals_rows(seed, stream, rows, component, chols, out):
-    """Fill ``out[i] = chols[component[i]] @ e`` where ``e[j]`` is draw ``rows[i] * d + j`` (the draws of
-    :func:`mixture_normals` for explicit twin rows, e.g. twins sorted by component)."""
+    """Fill ``out[i] = chols[component[i]] @ e`` where ``e[j]`` is draw ``rows[i] * d + j``: each twin's
+    :func:`correlated_normals_rows` draw with its own component's factor (for explicit twin rows, e.g.
+    twins sorted by component; pass ``row_start + np.arange(n)`` for a contiguous block)."""
     key = key_for(seed, stream)
     n, d = out.shape
     for i in prange(n):
-        base = rows[i] * d
-        chol = chols[component[i]]
-        e = np.empty(d)
-        for j in range(d):
-            e[j] = standard_normal(key, base + j)
-        for r in range(d):
-            acc = 0.0
-            for c in range(r + 1):
-                acc += chol[r, c] * e[c]
-            out[i, r] = acc
+        correlated_row(key, rows[i] * d, chols[component[i]], out, i, d)
 
 
 @njit(parallel=True, cache=True)

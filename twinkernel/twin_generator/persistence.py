@@ -35,20 +35,26 @@ MODELS_FILE = "models.joblib"
 
 
 def model_id(gen: TwinGenerator, frame: pl.DataFrame, train_idx: np.ndarray) -> str:
-    """``twin-<type>-<hash>`` of the model's definition, settings, data and training rows."""
+    """``twin-<type>-<hash>`` of the model's definition, settings, data and training rows, and of the effect
+    model learned with it (``train(effect_types=...)``: its id, a digest of the learned effects, and the
+    configured effects it starts from). Generators without an effect model hash what they always did."""
+    inputs: list[Any] = [
+        gen.target_col,
+        list(gen.feature_cols),
+        gen.algorithm,
+        gen.treatment_col,
+        gen.settings,
+        gen.tg.model_dump(mode="json"),
+    ]
+    if gen.effect_model is not None:
+        inputs.append(
+            {
+                "effect_model_id": gen.effect_model.model_id,
+                "intervention_effects": gen.config.simulation.intervention_effects.model_dump(mode="json"),
+            }
+        )
     h = hashlib.blake2b(digest_size=8)
-    h.update(
-        json.dumps(
-            [
-                gen.target_col,
-                list(gen.feature_cols),
-                gen.algorithm,
-                gen.treatment_col,
-                gen.settings,
-                gen.tg.model_dump(mode="json"),
-            ]
-        ).encode()
-    )
+    h.update(json.dumps(inputs).encode())
     h.update(np.ascontiguousarray(frame.hash_rows(seed=17).to_numpy()).tobytes())
     h.update(train_idx.tobytes())
     return f"twin-{gen.twin_type.value}-{h.hexdigest()}"

@@ -344,6 +344,7 @@ chunk_size, leakage_tolerance, sklearn_threads
         self.n_training_rows = int(train_idx.size)
         self.training_rows_ = train_idx
         self.validation_rows_ = valid_idx
+        self.effect_model = effects.learn_effects(self, frame, effect_types, time_col, cutoff, entity_col)
         self.model_id = persistence.model_id(self, frame, train_idx)
         self.metrics = TwinModelMetrics(
             model_id=self.model_id,
@@ -370,7 +371,6 @@ chunk_size, leakage_tolerance, sklearn_threads
             warnings=notes,
             feature_association=associations,
         )
-        self.effect_model = effects.learn_effects(self, frame, effect_types, time_col, cutoff, entity_col)
         self._track(track, frame)
         return self.metrics
 
