@@ -28,7 +28,6 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,15 +37,13 @@ from ..kernels import effects as K
 from ..kernels.stats import combine_columns
 from ..kernels.sweep import SHARED_PARAMS, sweep_pass
 from ..models import (
-    EffectHeterogeneity,
-    FrozenMapping,
     InterventionConfig,
     PopulationFilter,
     SimulationResult,
-    SimulationStatus,
 )
-from .boundary import data_quality, population_warnings
-from .intervals import SEGMENT_FIELDS, FusedPass, heterogeneity, interval, segment_probabilities
+from .assemble import completed_result
+from .boundary import population_warnings
+from .intervals import SEGMENT_FIELDS, FusedPass, effect_shift
 from .options import Call, resolve_call
 
 if TYPE_CHECKING:
@@ -102,13 +99,6 @@ class _Slots:
     nbytes: int
 
 
-def _effect_shift(p: np.ndarray) -> float:
-    """The shift ``SimulationEngine._fused_pass`` takes its sums about (the nominal effect, capped)."""
-    cap = float(p[K.P_CAP])
-    nominal = float(p[K.P_BASE]) * float(p[K.P_INTENSITY]) * float(p[K.P_DURATION]) * float(p[K.P_CHANNEL])
-    return min(cap, max(-cap, nominal))
-
-
 def _shared_key(call: Call) -> bytes:
     """Configs with equal keys can share one kernel pass (same effect-model coefficients and tables)."""
     p = call.params
@@ -139,7 +129,7 @@ def _run_pass(
     for b0 in range(0, len(calls), batch):
         part = calls[b0 : b0 + batch]
         params = np.ascontiguousarray(np.stack([call.params.params for call in part]))
-        shifts = np.array([_effect_shift(row) for row in params], dtype=np.float64)
+        shifts = np.array([effect_shift(call.params) for call in part], dtype=np.float64)
         counts, sums, groups = sweep_pass(
             c.decile,
             c.engagement,
@@ -185,40 +175,13 @@ def _request_digest(engine: SimulationEngine, call: Call) -> str:
 def _result(
     engine: SimulationEngine, call: Call, sel: _Selection, slots: _Slots, timings: dict[str, float], t0: float
 ) -> SimulationResult:
-    """One config's result from its slots, through the engine's interval, segment and decision code."""
-    population, config = engine.population, engine.config
-    warnings = [*population_warnings(population), *call.params.warnings]
+    """One config's result from its slots, through the code that builds ``simulate``'s results."""
+    warnings = [*population_warnings(engine.population), *call.params.warnings]
     common = engine._common_fields(_request_digest(engine, call), call, sel)
     # The sweep keeps no per-twin effects; the analytic interval reads only their count.
     placeholder = np.broadcast_to(np.float64(np.nan), (sel.n,))
     fused = FusedPass(placeholder, slots.counts, slots.totals, slots.groups, slots.effect_shift)
-    ci = interval(population, config, fused, sel.index, call)
-    warnings.extend(ci.warnings)
-    het = EffectHeterogeneity()
-    if call.heterogeneity:
-        het = heterogeneity(population, config, fused, call.confidence_level, ci.boot)
-        het = segment_probabilities(het, call.params, engine.min_effect_threshold)
-    dq = data_quality(population, fused.counts, sel.index)
-    decision = engine._decide(ci, sel, call, dq, warnings)
-    elapsed = (time.perf_counter() - t0) * 1e3
-    return SimulationResult(
-        **common,
-        **decision,
-        twin_count=sel.n,
-        simulated_ate=ci.ate,
-        simulated_ci_lower=ci.ci_lower,
-        simulated_ci_upper=ci.ci_upper,
-        simulated_std_error=ci.se,
-        effect_heterogeneity=het,
-        recommended_duration_weeks=call.ic.duration_weeks,
-        status=SimulationStatus.COMPLETED,
-        execution_time_ms=elapsed,
-        timings_ms=FrozenMapping({**timings, "total_ms": elapsed}),
-        completed_at=datetime.now(UTC),
-        warnings=tuple(warnings),
-        data_quality=FrozenMapping({k: FrozenMapping(v) for k, v in dq.items()}),
-        memory_usage_mb=slots.nbytes / 2**20,
-    )
+    return completed_result(engine, call, sel, fused, common, warnings, dict(timings), t0, slots.nbytes)
 
 
 def sweep_results(
