@@ -88,6 +88,12 @@ CP_THRESHOLD, CP_USE_TIER, CP_INTENSITY, CP_DURATION, CP_CHANNEL, CP_NOISE_SD, C
 N_CP = 8
 A_SUM, A_SQ, A_MIN, A_MAX, A_CAPPED, A_GATED, A_DELTA, A_DELTA_SQ = range(8)
 N_ACC = 8
+MIN_ROW = 40
+"""Least row length (lanes) of the per-config arrays. The compiler's vector loops over configs check at run
+time that the rows they read and write (rows of one array) lie far enough apart for its vector width times
+its unrolling; rows of fewer than about 32 configs fail that check and the whole loop runs scalar (a pass of
+25 configs took as long as one of 48). Longer rows, of which only the first ``K`` lanes are used, keep it
+vectorised."""
 
 
 @njit(inline="always", cache=True)
@@ -152,7 +158,9 @@ def sweep_pass(
     # Per-config values as rows of one array (CP_*), and per-twin results and per-block accumulators as rows
     # of two more: the inner loops over configs then touch three arrays, few enough for the compiler to
     # prove them independent and vectorise.
-    cp = np.empty((N_CP, k_configs), dtype=np.float64)
+    # Rows at least MIN_ROW lanes apart whatever k_configs (the loops still stop at k_configs): see MIN_ROW.
+    k_row = max(k_configs, MIN_ROW)
+    cp = np.zeros((N_CP, k_row), dtype=np.float64)
     for kc in range(k_configs):
         # Peer scores are clamped to [0, 1] first, so -inf never gates: the same as no gate.
         cp[CP_THRESHOLD, kc] = (
@@ -166,9 +174,9 @@ def sweep_pass(
         cp[CP_BASE, kc] = params[kc, P_BASE]
         cp[CP_SHIFT, kc] = effect_shift[kc]
     for t in prange(n_tasks):
-        acc = np.empty((N_ACC, k_configs), dtype=np.float64)
+        acc = np.zeros((N_ACC, k_row), dtype=np.float64)
         g_count = np.zeros(max(g_total, 1), dtype=np.float64)
-        g_acc = np.zeros((max(g_total, 1), 2, k_configs), dtype=np.float64)
+        g_acc = np.zeros((max(g_total, 1), 2, k_row), dtype=np.float64)
         g_of = np.empty(max(n_dims, 1), dtype=np.int64)
         for c in range(t * blocks_per_task, min(n_blocks, (t + 1) * blocks_per_task)):
             f_decile = 0
@@ -216,7 +224,7 @@ def sweep_pass(
                 s_b += b
                 s_bb += b * b
                 # Every config's effect; the product in _twin_effect's order (x 1.0 without tier: same bits).
-                for kc in range(k_configs):
+                for kc in range(k_row):  # k_row >= MIN_ROW lanes: see MIN_ROW
                     gated = q < cp[CP_THRESHOLD, kc]
                     gate = 0.0 if gated else 1.0
                     mt = m_tier if cp[CP_USE_TIER, kc] > 0.5 else 1.0
@@ -244,7 +252,7 @@ def sweep_pass(
                     for k in range(n_dims):
                         g = g_of[k]
                         g_count[g] += 1.0
-                        for kc in range(k_configs):
+                        for kc in range(k_row):  # k_row >= MIN_ROW lanes: see MIN_ROW
                             g_acc[g, 0, kc] += acc[A_DELTA, kc]
                             g_acc[g, 1, kc] += acc[A_DELTA_SQ, kc]
             for kc in range(k_configs):
