@@ -12,7 +12,7 @@ from tests.conftest import KERNEL_ATOL, KERNEL_RTOL
 from twinkernel import EffectModel, InterventionConfig, PopulationFilter, SimulationStatus
 from twinkernel.kernels import effects as K
 from twinkernel.kernels.stats import combine_columns
-from twinkernel.kernels.sweep import MIN_ROW, sweep_pass
+from twinkernel.kernels.sweep import MIN_ROW, sweep_pass, twin_noise
 from twinkernel.simulation_engine.sweep import sweep_results
 
 EMPTY = np.empty(0, dtype=np.int64)
@@ -75,7 +75,7 @@ def _shifts(stacked):
     return np.array([0.5 * row[K.P_BASE] for row in stacked])
 
 
-def _sweep(pop, stacked, p0, index=None, seed=11, chunk=64, with_groups=True, shifts=None):
+def _sweep(pop, stacked, p0, index=None, seed=11, chunk=64, with_groups=True, shifts=None, noise=None):
     c = pop.kernel_columns
     offsets = pop.segment_offsets
     n = pop.n if index is None else index.shape[0]
@@ -102,6 +102,7 @@ def _sweep(pop, stacked, p0, index=None, seed=11, chunk=64, with_groups=True, sh
         with_groups,
         _shifts(stacked) if shifts is None else shifts,
         0.25,
+        np.empty(0) if noise is None else noise,
     )
 
 
@@ -172,6 +173,12 @@ class TestSweepKernel:
             other = _sweep(pop, stacked, p0, chunk=chunk)
             for a, b in zip(one, other, strict=True):
                 np.testing.assert_array_equal(a, b)
+        # the noise drawn beforehand (a sweep of several selections) gives the very same slots
+        noise = twin_noise(pop.kernel_columns.twin_key, np.uint64(11), 4096)
+        index = np.flatnonzero(np.arange(pop.n) % 3 != 1).astype(np.int64)
+        drawn = _sweep(pop, stacked, p0, index)
+        for a, b in zip(drawn, _sweep(pop, stacked, p0, index, noise=noise), strict=True):
+            np.testing.assert_array_equal(a, b)
         assert one[0].shape[:2] == (5, 5) and np.isfinite(one[1]).all()
 
     def test_without_groups_same_sums(self, make_population):

@@ -35,7 +35,7 @@ import polars as pl
 
 from ..kernels import effects as K
 from ..kernels.stats import combine_columns
-from ..kernels.sweep import SHARED_PARAMS, sweep_pass
+from ..kernels.sweep import SHARED_PARAMS, sweep_pass, twin_noise
 from ..models import (
     InterventionConfig,
     PopulationFilter,
@@ -88,6 +88,9 @@ def check_configs(configs: Any, max_configs: int) -> list[InterventionConfig]:
     return list(configs)
 
 
+_NO_NOISE = np.empty(0, dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class _Slots:
     """One config's share of a sweep pass: what ``simulate``'s fused pass returns for it."""
@@ -111,9 +114,14 @@ def _shared_key(call: Call) -> bytes:
 
 
 def _run_pass(
-    engine: SimulationEngine, sel: _Selection, calls: list[Call], heterogeneity: bool
+    engine: SimulationEngine,
+    sel: _Selection,
+    calls: list[Call],
+    heterogeneity: bool,
+    noise: np.ndarray = _NO_NOISE,
 ) -> list[_Slots]:
-    """Run the sweep kernel over ``sel`` for ``calls`` (batched to the partial-sum budget)."""
+    """Run the sweep kernel over ``sel`` for ``calls`` (batched to the partial-sum budget); ``noise``: every
+    row's noise drawn beforehand (:func:`twinkernel.kernels.sweep.twin_noise`), or empty."""
     population = engine.population
     sim = engine.config.simulation
     c = population.kernel_columns
@@ -153,6 +161,7 @@ def _run_pass(
             heterogeneity,
             shifts,
             population.baseline_mean,
+            noise,
         )
         for k in range(len(part)):
             out.append(
@@ -233,6 +242,7 @@ def sweep_results(
         groups.setdefault((target, _shared_key(call)), []).append(k)
     results: list[SimulationResult | None] = [None] * len(calls)
     n_passes = 0
+    noise = _NO_NOISE  # several passes: each row's noise drawn once, before the first
     for members in groups.values():
         t = time.perf_counter()
         first = calls[members[0]]
@@ -246,7 +256,10 @@ def sweep_results(
                 results[k] = engine._failed(common, call, sel, warnings, dict(timings), t)
             continue
         t = time.perf_counter()
-        slots = _run_pass(engine, sel, [calls[k] for k in members], first.heterogeneity)
+        if len(groups) > 1 and noise.shape[0] == 0:
+            chunk = engine.config.simulation.kernel_chunk_size
+            noise = twin_noise(engine.population.kernel_columns.twin_key, np.uint64(run_seed), chunk)
+        slots = _run_pass(engine, sel, [calls[k] for k in members], first.heterogeneity, noise)
         timings["kernel_ms"] = (time.perf_counter() - t) * 1e3
         n_passes += 1
         for k, slot in zip(members, slots, strict=True):
