@@ -13,8 +13,8 @@ and not the intervention's (decile, engagement, adoption stage, propensity, the 
 peer score). Each twin's shared values are computed once; then the innermost loop runs over the configs,
 with only the per-intervention factors left (base effect, noise sd, intensity, duration, channel, the tier
 switch, the peer threshold) and per-config accumulators held as contiguous vectors (and one row over the
-configs per segment), so it vectorises. Each config's accumulators still receive the block's twins in
-order, one at a time, exactly as ``simulate_pass``'s do.
+configs per segment), so it vectorises (over at least ``MIN_ROW`` lanes, see there). Each config's
+accumulators still receive the block's twins in order, one at a time, exactly as ``simulate_pass``'s do.
 
 The product is evaluated in the same left-to-right order as ``_twin_effect``::
 

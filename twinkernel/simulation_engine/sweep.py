@@ -3,10 +3,10 @@
 :func:`sweep` (``SimulationEngine.sweep``) validates the configs, groups them by the twins they select (the
 population filter is shared; ``target_*`` fields differ) and by the effect model's shared coefficients, and
 runs :func:`twinkernel.kernels.sweep.sweep_pass` once per group: each twin's columns are read and its
-noise is drawn once for all the group's configs. Each config's slots are then turned into a
-:class:`~twinkernel.SimulationResult` by the engine's own code (:func:`.intervals.interval`,
-:func:`.intervals.heterogeneity`, :func:`.intervals.segment_probabilities`, :func:`.boundary.data_quality`
-and ``SimulationEngine._decide``), so a row equals what ``simulate(config, population_filter, seed=seed)``
+modifiers computed once for all the group's configs (with several groups, every row's noise is drawn once,
+:func:`twinkernel.kernels.sweep.twin_noise`, and read by each pass). Each config's slots are then turned
+into a :class:`~twinkernel.SimulationResult` by the function that builds ``simulate``'s results
+(:func:`.assemble.completed_result`), so a row equals what ``simulate(config, population_filter, seed=seed)``
 returns: the same ATE, interval, recommendation, probabilities, sample size and segment effects, bit for
 bit (tests/unit/test_sweep.py). Only the run statistics differ: ``timings_ms``, ``execution_time_ms`` and
 ``memory_usage_mb`` describe the sweep.
