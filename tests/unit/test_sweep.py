@@ -12,7 +12,7 @@ from tests.conftest import KERNEL_ATOL, KERNEL_RTOL
 from twinkernel import EffectModel, InterventionConfig, PopulationFilter, SimulationStatus
 from twinkernel.kernels import effects as K
 from twinkernel.kernels.stats import combine_columns
-from twinkernel.kernels.sweep import MIN_ROW, sweep_pass, twin_noise
+from twinkernel.kernels.sweep import MIN_ROW, sweep_pass
 from twinkernel.simulation_engine.sweep import sweep_results
 
 EMPTY = np.empty(0, dtype=np.int64)
@@ -173,12 +173,17 @@ class TestSweepKernel:
             other = _sweep(pop, stacked, p0, chunk=chunk)
             for a, b in zip(one, other, strict=True):
                 np.testing.assert_array_equal(a, b)
-        # the noise drawn beforehand (a sweep of several selections) gives the very same slots
-        noise = twin_noise(pop.kernel_columns.twin_key, np.uint64(11), 4096)
+        # noise shared between passes (a sweep of several selections): drawn and stored, then read back
+        noise = np.full(pop.n, np.nan)
         index = np.flatnonzero(np.arange(pop.n) % 3 != 1).astype(np.int64)
         drawn = _sweep(pop, stacked, p0, index)
         for a, b in zip(drawn, _sweep(pop, stacked, p0, index, noise=noise), strict=True):
             np.testing.assert_array_equal(a, b)
+        assert np.isfinite(noise[index]).all() and np.isnan(np.delete(noise, index)).all()
+        stored = noise.copy()
+        for a, b in zip(drawn, _sweep(pop, stacked, p0, index, noise=noise), strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(noise, stored)
         assert one[0].shape[:2] == (5, 5) and np.isfinite(one[1]).all()
 
     def test_without_groups_same_sums(self, make_population):

@@ -66,7 +66,7 @@ from .effects import (
     SUM_BLOCK,
 )
 
-__all__ = ["MIN_ROW", "SHARED_PARAMS", "sweep_pass", "twin_noise"]
+__all__ = ["MIN_ROW", "SHARED_PARAMS", "sweep_pass"]
 
 SHARED_PARAMS = (
     P_CAP,
@@ -135,9 +135,11 @@ def sweep_pass(
 
     The selected twins are ``index[:n]`` (or rows ``0 .. n - 1`` when ``use_index`` is False). ``params``
     is ``(K, N_PARAMS)``; ``adoption_mult`` and ``tier_mult`` are the (shared) lookup tables;
-    ``effect_shift`` holds each config's shift. ``drawn`` is empty, or every population row's noise
-    ``z(seed, twin_key)`` from :func:`twin_noise` (a sweep over several target selections draws it once
-    instead of once per pass; the same values). Returns, with ``B`` blocks of ``SUM_BLOCK`` twins:
+    ``effect_shift`` holds each config's shift. ``drawn`` is empty (draw every twin's noise), or one value
+    per population row, NaN where not drawn yet: a twin's noise ``z(seed, twin_key)`` is read from it, or
+    drawn and stored there (a sweep over several target selections shares one such array between its
+    passes, so each row's noise is drawn once; a value that happened to be NaN is merely drawn again, the
+    same bits). Returns, with ``B`` blocks of ``SUM_BLOCK`` twins:
 
     - ``counts`` ``(K, B, N_COUNTERS)`` int64: ``counts[k]`` is ``simulate_pass``'s counters for config k;
     - ``sums`` ``(K, B, N_SUMS)``: ``sums[k]`` is its ``sums``;
@@ -217,7 +219,11 @@ def sweep_pass(
                 p, fp = _clamp(propensity[i], 0.0, 1.0)
                 m_prop = shared[P_PROPENSITY_INTERCEPT] + shared[P_PROPENSITY_SLOPE] * p
                 q, fq = _clamp(peer[i], 0.0, 1.0)
-                z = drawn[i] if use_drawn else twin_normal(key_radius, key_angle, twin_key[i])
+                z = drawn[i] if use_drawn else np.nan
+                if np.isnan(z):
+                    z = twin_normal(key_radius, key_angle, twin_key[i])
+                    if use_drawn:
+                        drawn[i] = z
                 f_decile += fd
                 f_eng += fe
                 f_adopt += fa
@@ -283,16 +289,3 @@ def sweep_pass(
                         groups[kc, c, g, 2] = g_acc[g, 1, kc]
     return counts, sums, groups
 
-
-@njit(parallel=True, cache=True)
-def twin_noise(twin_key, seed, chunk):
-    """Every population row's standard-normal effect noise ``z(seed, twin_key)``, as the passes draw it."""
-    n = twin_key.shape[0]
-    out = np.empty(n, dtype=np.float64)
-    key_radius = key_for(seed, STREAM_EFFECT_NOISE)
-    key_angle = key_for(seed, STREAM_EFFECT_NOISE_ANGLE)
-    n_tasks = (n + chunk - 1) // chunk
-    for t in prange(n_tasks):
-        for i in range(t * chunk, min(n, (t + 1) * chunk)):
-            out[i] = twin_normal(key_radius, key_angle, twin_key[i])
-    return out

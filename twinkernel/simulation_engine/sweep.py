@@ -3,8 +3,8 @@
 :func:`sweep` (``SimulationEngine.sweep``) validates the configs, groups them by the twins they select (the
 population filter is shared; ``target_*`` fields differ) and by the effect model's shared coefficients, and
 runs :func:`twinkernel.kernels.sweep.sweep_pass` once per group: each twin's columns are read and its
-modifiers computed once for all the group's configs (with several groups, every row's noise is drawn once,
-:func:`twinkernel.kernels.sweep.twin_noise`, and read by each pass). Each config's slots are then turned
+modifiers computed once for all the group's configs (with several groups, the passes share one array of
+the rows' noise, so each row's is drawn once). Each config's slots are then turned
 into a :class:`~twinkernel.SimulationResult` by the function that builds ``simulate``'s results
 (:func:`.assemble.completed_result`), so a row equals what ``simulate(config, population_filter, seed=seed)``
 returns: the same ATE, interval, recommendation, probabilities, sample size and segment effects, bit for
@@ -35,7 +35,7 @@ import polars as pl
 
 from ..kernels import effects as K
 from ..kernels.stats import combine_columns
-from ..kernels.sweep import SHARED_PARAMS, sweep_pass, twin_noise
+from ..kernels.sweep import SHARED_PARAMS, sweep_pass
 from ..models import (
     InterventionConfig,
     PopulationFilter,
@@ -120,8 +120,8 @@ def _run_pass(
     heterogeneity: bool,
     noise: np.ndarray = _NO_NOISE,
 ) -> list[_Slots]:
-    """Run the sweep kernel over ``sel`` for ``calls`` (batched to the partial-sum budget); ``noise``: every
-    row's noise drawn beforehand (:func:`twinkernel.kernels.sweep.twin_noise`), or empty."""
+    """Run the sweep kernel over ``sel`` for ``calls`` (batched to the partial-sum budget); ``noise``: the
+    rows' noise shared between passes (NaN where not drawn yet, filled in by the kernel), or empty."""
     population = engine.population
     sim = engine.config.simulation
     c = population.kernel_columns
@@ -242,7 +242,8 @@ def sweep_results(
         groups.setdefault((target, _shared_key(call)), []).append(k)
     results: list[SimulationResult | None] = [None] * len(calls)
     n_passes = 0
-    noise = _NO_NOISE  # several passes: each row's noise drawn once, before the first
+    # Several passes share the rows' noise: each pass draws what is still NaN and stores it for the next.
+    noise = np.full(engine.population.n, np.nan) if len(groups) > 1 else _NO_NOISE
     for members in groups.values():
         t = time.perf_counter()
         first = calls[members[0]]
@@ -256,9 +257,6 @@ def sweep_results(
                 results[k] = engine._failed(common, call, sel, warnings, dict(timings), t)
             continue
         t = time.perf_counter()
-        if len(groups) > 1 and noise.shape[0] == 0:
-            chunk = engine.config.simulation.kernel_chunk_size
-            noise = twin_noise(engine.population.kernel_columns.twin_key, np.uint64(run_seed), chunk)
         slots = _run_pass(engine, sel, [calls[k] for k in members], first.heterogeneity, noise)
         timings["kernel_ms"] = (time.perf_counter() - t) * 1e3
         n_passes += 1
