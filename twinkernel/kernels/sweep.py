@@ -86,14 +86,18 @@ intervention's): the kernel reads them from ``params[0]``."""
 # Rows of the per-config parameter array and of the per-block accumulator array.
 CP_THRESHOLD, CP_USE_TIER, CP_INTENSITY, CP_DURATION, CP_CHANNEL, CP_NOISE_SD, CP_BASE, CP_SHIFT = range(8)
 N_CP = 8
-A_SUM, A_SQ, A_MIN, A_MAX, A_CAPPED, A_GATED, A_DELTA, A_DELTA_SQ = range(8)
-N_ACC = 8
-MIN_ROW = 40
+A_SUM, A_SQ, A_MIN, A_MAX, A_FLAGS, A_DELTA = range(6)
+N_ACC = 6
+GATED_UNIT = 65536.0
+"""``A_FLAGS`` counts capped effects in units of 1 and gated ones in units of this (a block has at most
+``SUM_BLOCK`` < 65536 twins, so both counts are exact in one float): one row, one store less per twin."""
+MIN_ROW = 32
 """Least number of lanes the loops over configs run over (lanes past ``K`` hold zeros and are never
 written out). The compiler guards its vector loop with run-time checks that the per-config rows do not
-overlap and takes the scalar loop when the trip count is too small to pay for them: measured here, a pass of
-35 configs ran scalar and took 1.7 times as long as one of 36, and a 25-config pass (a target selection of
-the benchmark) as long as a 48-config one. Running at least ``MIN_ROW`` lanes keeps every pass vectorised."""
+overlap and takes the scalar loop when the trip count is too small to pay for them: measured here, the
+effect loop ran scalar below 28 configs (below 36 before ``A_FLAGS`` merged two rows), and a 25-config pass
+(a target selection of the benchmark) then took as long as a 48-config one. Running at least ``MIN_ROW``
+lanes keeps every pass vectorised."""
 
 
 @njit(inline="always", cache=True)
@@ -197,8 +201,7 @@ def sweep_pass(
             acc[A_SQ, :] = 0.0
             acc[A_MIN, :] = np.inf
             acc[A_MAX, :] = -np.inf
-            acc[A_CAPPED, :] = 0.0
-            acc[A_GATED, :] = 0.0
+            acc[A_FLAGS, :] = 0.0
             if with_groups:
                 g_count[:] = 0.0
                 g_acc[:, :, :] = 0.0
@@ -252,10 +255,8 @@ def sweep_pass(
                     acc[A_SQ, kc] += dd
                     acc[A_MIN, kc] = min(acc[A_MIN, kc], eff)
                     acc[A_MAX, kc] = max(acc[A_MAX, kc], eff)
-                    acc[A_CAPPED, kc] += 1.0 if (below | above) else 0.0
-                    acc[A_GATED, kc] += 1.0 if gated else 0.0
+                    acc[A_FLAGS, kc] += (1.0 if (below | above) else 0.0) + (GATED_UNIT if gated else 0.0)
                     acc[A_DELTA, kc] = dlt
-                    acc[A_DELTA_SQ, kc] = dd
                 if with_groups:
                     for k in range(n_dims):
                         g_of[k] = offsets[k] + np.int64(codes[k][i])
@@ -263,8 +264,9 @@ def sweep_pass(
                         g = g_of[k]
                         g_count[g] += 1.0
                         for kc in range(k_row):  # k_row >= MIN_ROW lanes: see MIN_ROW
-                            g_acc[g, 0, kc] += acc[A_DELTA, kc]
-                            g_acc[g, 1, kc] += acc[A_DELTA_SQ, kc]
+                            dlt = acc[A_DELTA, kc]
+                            g_acc[g, 0, kc] += dlt
+                            g_acc[g, 1, kc] += dlt * dlt  # the same product as the block's square sum
             for kc in range(k_configs):
                 use_tier = cp[CP_USE_TIER, kc] > 0.5
                 use_gate = cp[CP_THRESHOLD, kc] > -np.inf
@@ -280,8 +282,9 @@ def sweep_pass(
                 counts[kc, c, C_TIER_CLAMPED] = f_tier if use_tier else 0
                 counts[kc, c, C_PEER_CLAMPED] = f_peer if use_gate else 0
                 counts[kc, c, C_PROPENSITY_CLAMPED] = f_prop
-                counts[kc, c, C_EFFECT_CAPPED] = np.int64(acc[A_CAPPED, kc])
-                counts[kc, c, C_PEER_GATED] = np.int64(acc[A_GATED, kc])
+                flagged = np.int64(acc[A_FLAGS, kc])
+                counts[kc, c, C_EFFECT_CAPPED] = flagged % np.int64(GATED_UNIT)
+                counts[kc, c, C_PEER_GATED] = flagged // np.int64(GATED_UNIT)
                 if with_groups:
                     for g in range(g_total):
                         groups[kc, c, g, 0] = g_count[g]
