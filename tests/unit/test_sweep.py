@@ -12,7 +12,7 @@ from tests.conftest import KERNEL_ATOL, KERNEL_RTOL
 from twinkernel import EffectModel, InterventionConfig, PopulationFilter, SimulationStatus
 from twinkernel.kernels import effects as K
 from twinkernel.kernels.stats import combine_columns
-from twinkernel.kernels.sweep import sweep_pass
+from twinkernel.kernels.sweep import MIN_ROW, sweep_pass
 from twinkernel.simulation_engine.sweep import sweep_results
 
 EMPTY = np.empty(0, dtype=np.int64)
@@ -75,7 +75,7 @@ def _shifts(stacked):
     return np.array([0.5 * row[K.P_BASE] for row in stacked])
 
 
-def _sweep(pop, stacked, p0, index=None, seed=11, chunk=64, with_groups=True, shifts=None):
+def _sweep(pop, stacked, p0, index=None, seed=11, chunk=64, with_groups=True, shifts=None, noise=None):
     c = pop.kernel_columns
     offsets = pop.segment_offsets
     n = pop.n if index is None else index.shape[0]
@@ -102,6 +102,7 @@ def _sweep(pop, stacked, p0, index=None, seed=11, chunk=64, with_groups=True, sh
         with_groups,
         _shifts(stacked) if shifts is None else shifts,
         0.25,
+        np.empty(0) if noise is None else noise,
     )
 
 
@@ -136,16 +137,21 @@ class TestSweepKernel:
         if cap is not None:  # a binding cap clamps some effects of every config
             assert (total[:, K.C_EFFECT_CAPPED] > 0).all()
 
-    def test_bit_identical_to_single_config_passes(self, make_population):
-        """A loop of the engine's own one-config pass gives the very same slots."""
+    @pytest.mark.parametrize("n_configs", [5, MIN_ROW + 3])
+    def test_bit_identical_to_single_config_passes(self, make_population, n_configs):
+        """A loop of the engine's own one-config pass gives the very same slots, with fewer configs than
+        the kernel's least loop length (zero lanes pad the loops) and with more."""
         pop = make_population(9000, seed=4)
         index = np.flatnonzero(np.arange(pop.n) % 5 != 0).astype(np.int64)
         p0, stacked = _params(self.CONFIGS)
+        stacked = np.ascontiguousarray(np.resize(stacked, (n_configs, stacked.shape[1])))
+        stacked[:, K.P_INTENSITY] *= 1.0 + np.arange(n_configs) / 10.0  # each config its own effects
         shifts = _shifts(stacked)
         counts, sums, groups = _sweep(pop, stacked, p0, index, seed=9, chunk=8192, shifts=shifts)
+        assert counts.shape[0] == n_configs and np.unique(sums[:, 0, K.S_EFFECT_SUM]).size == n_configs
         c = pop.kernel_columns
         offsets = pop.segment_offsets
-        for k in range(len(self.CONFIGS)):
+        for k in range(n_configs):
             out = np.empty(index.shape[0])
             ref_counts, ref_sums, ref_groups = K.simulate_pass(
                 c.decile, c.engagement, c.adoption, c.tier, c.peer, c.propensity, c.baseline, c.twin_key,
@@ -167,6 +173,17 @@ class TestSweepKernel:
             other = _sweep(pop, stacked, p0, chunk=chunk)
             for a, b in zip(one, other, strict=True):
                 np.testing.assert_array_equal(a, b)
+        # noise shared between passes (a sweep of several selections): drawn and stored, then read back
+        noise = np.full(pop.n, np.nan)
+        index = np.flatnonzero(np.arange(pop.n) % 3 != 1).astype(np.int64)
+        drawn = _sweep(pop, stacked, p0, index)
+        for a, b in zip(drawn, _sweep(pop, stacked, p0, index, noise=noise), strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert np.isfinite(noise[index]).all() and np.isnan(np.delete(noise, index)).all()
+        stored = noise.copy()
+        for a, b in zip(drawn, _sweep(pop, stacked, p0, index, noise=noise), strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(noise, stored)
         assert one[0].shape[:2] == (5, 5) and np.isfinite(one[1]).all()
 
     def test_without_groups_same_sums(self, make_population):

@@ -13,8 +13,8 @@ and not the intervention's (decile, engagement, adoption stage, propensity, the 
 peer score). Each twin's shared values are computed once; then the innermost loop runs over the configs,
 with only the per-intervention factors left (base effect, noise sd, intensity, duration, channel, the tier
 switch, the peer threshold) and per-config accumulators held as contiguous vectors (and one row over the
-configs per segment), so it vectorises. Each config's accumulators still receive the block's twins in
-order, one at a time, exactly as ``simulate_pass``'s do.
+configs per segment), so it vectorises (over at least ``MIN_ROW`` lanes, see there). Each config's
+accumulators still receive the block's twins in order, one at a time, exactly as ``simulate_pass``'s do.
 
 The product is evaluated in the same left-to-right order as ``_twin_effect``::
 
@@ -66,7 +66,7 @@ from .effects import (
     SUM_BLOCK,
 )
 
-__all__ = ["SHARED_PARAMS", "sweep_pass"]
+__all__ = ["MIN_ROW", "SHARED_PARAMS", "sweep_pass"]
 
 SHARED_PARAMS = (
     P_CAP,
@@ -86,8 +86,18 @@ intervention's): the kernel reads them from ``params[0]``."""
 # Rows of the per-config parameter array and of the per-block accumulator array.
 CP_THRESHOLD, CP_USE_TIER, CP_INTENSITY, CP_DURATION, CP_CHANNEL, CP_NOISE_SD, CP_BASE, CP_SHIFT = range(8)
 N_CP = 8
-A_SUM, A_SQ, A_MIN, A_MAX, A_CAPPED, A_GATED, A_DELTA, A_DELTA_SQ = range(8)
-N_ACC = 8
+A_SUM, A_SQ, A_MIN, A_MAX, A_FLAGS, A_DELTA = range(6)
+N_ACC = 6
+GATED_UNIT = 65536.0
+"""``A_FLAGS`` counts capped effects in units of 1 and gated ones in units of this (a block has at most
+``SUM_BLOCK`` < 65536 twins, so both counts are exact in one float): one row, one store less per twin."""
+MIN_ROW = 32
+"""Least number of lanes the loops over configs run over (lanes past ``K`` hold zeros and are never
+written out). The compiler guards its vector loop with run-time checks that the per-config rows do not
+overlap and takes the scalar loop when the trip count is too small to pay for them: measured here, the
+effect loop ran scalar below 28 configs (below 36 before ``A_FLAGS`` merged two rows), and a 25-config pass
+(a target selection of the benchmark) then took as long as a 48-config one. Running at least ``MIN_ROW``
+lanes keeps every pass vectorised."""
 
 
 @njit(inline="always", cache=True)
@@ -123,12 +133,17 @@ def sweep_pass(
     with_groups,
     effect_shift,
     baseline_shift,
+    drawn,
 ):
     """Per-block counters, sums and segment sums of ``K = params.shape[0]`` configs over ``n`` twins.
 
     The selected twins are ``index[:n]`` (or rows ``0 .. n - 1`` when ``use_index`` is False). ``params``
     is ``(K, N_PARAMS)``; ``adoption_mult`` and ``tier_mult`` are the (shared) lookup tables;
-    ``effect_shift`` holds each config's shift. Returns, with ``B`` blocks of ``SUM_BLOCK`` twins:
+    ``effect_shift`` holds each config's shift. ``drawn`` is empty (draw every twin's noise), or one value
+    per population row, NaN where not drawn yet: a twin's noise ``z(seed, twin_key)`` is read from it, or
+    drawn and stored there (a sweep over several target selections shares one such array between its
+    passes, so each row's noise is drawn once; a value that happened to be NaN is merely drawn again, the
+    same bits). Returns, with ``B`` blocks of ``SUM_BLOCK`` twins:
 
     - ``counts`` ``(K, B, N_COUNTERS)`` int64: ``counts[k]`` is ``simulate_pass``'s counters for config k;
     - ``sums`` ``(K, B, N_SUMS)``: ``sums[k]`` is its ``sums``;
@@ -146,13 +161,16 @@ def sweep_pass(
     n_dims = len(codes)
     key_radius = key_for(seed, STREAM_EFFECT_NOISE)
     key_angle = key_for(seed, STREAM_EFFECT_NOISE_ANGLE)
+    use_drawn = drawn.shape[0] > 0
     shared = params[0]
     cap = shared[P_CAP]
     n_adopt = adoption_mult.shape[0]
     # Per-config values as rows of one array (CP_*), and per-twin results and per-block accumulators as rows
     # of two more: the inner loops over configs then touch three arrays, few enough for the compiler to
     # prove them independent and vectorise.
-    cp = np.empty((N_CP, k_configs), dtype=np.float64)
+    # Rows of k_row >= MIN_ROW lanes; the loops over configs run over all of them (see MIN_ROW).
+    k_row = max(k_configs, MIN_ROW)
+    cp = np.zeros((N_CP, k_row), dtype=np.float64)
     for kc in range(k_configs):
         # Peer scores are clamped to [0, 1] first, so -inf never gates: the same as no gate.
         cp[CP_THRESHOLD, kc] = (
@@ -166,9 +184,9 @@ def sweep_pass(
         cp[CP_BASE, kc] = params[kc, P_BASE]
         cp[CP_SHIFT, kc] = effect_shift[kc]
     for t in prange(n_tasks):
-        acc = np.empty((N_ACC, k_configs), dtype=np.float64)
+        acc = np.zeros((N_ACC, k_row), dtype=np.float64)
         g_count = np.zeros(max(g_total, 1), dtype=np.float64)
-        g_acc = np.zeros((max(g_total, 1), 2, k_configs), dtype=np.float64)
+        g_acc = np.zeros((max(g_total, 1), 2, k_row), dtype=np.float64)
         g_of = np.empty(max(n_dims, 1), dtype=np.int64)
         for c in range(t * blocks_per_task, min(n_blocks, (t + 1) * blocks_per_task)):
             f_decile = 0
@@ -183,8 +201,7 @@ def sweep_pass(
             acc[A_SQ, :] = 0.0
             acc[A_MIN, :] = np.inf
             acc[A_MAX, :] = -np.inf
-            acc[A_CAPPED, :] = 0.0
-            acc[A_GATED, :] = 0.0
+            acc[A_FLAGS, :] = 0.0
             if with_groups:
                 g_count[:] = 0.0
                 g_acc[:, :, :] = 0.0
@@ -205,7 +222,11 @@ def sweep_pass(
                 p, fp = _clamp(propensity[i], 0.0, 1.0)
                 m_prop = shared[P_PROPENSITY_INTERCEPT] + shared[P_PROPENSITY_SLOPE] * p
                 q, fq = _clamp(peer[i], 0.0, 1.0)
-                z = twin_normal(key_radius, key_angle, twin_key[i])
+                z = drawn[i] if use_drawn else np.nan
+                if np.isnan(z):
+                    z = twin_normal(key_radius, key_angle, twin_key[i])
+                    if use_drawn:
+                        drawn[i] = z
                 f_decile += fd
                 f_eng += fe
                 f_adopt += fa
@@ -216,7 +237,7 @@ def sweep_pass(
                 s_b += b
                 s_bb += b * b
                 # Every config's effect; the product in _twin_effect's order (x 1.0 without tier: same bits).
-                for kc in range(k_configs):
+                for kc in range(k_row):  # k_row >= MIN_ROW lanes: see MIN_ROW
                     gated = q < cp[CP_THRESHOLD, kc]
                     gate = 0.0 if gated else 1.0
                     mt = m_tier if cp[CP_USE_TIER, kc] > 0.5 else 1.0
@@ -234,19 +255,18 @@ def sweep_pass(
                     acc[A_SQ, kc] += dd
                     acc[A_MIN, kc] = min(acc[A_MIN, kc], eff)
                     acc[A_MAX, kc] = max(acc[A_MAX, kc], eff)
-                    acc[A_CAPPED, kc] += 1.0 if (below | above) else 0.0
-                    acc[A_GATED, kc] += 1.0 if gated else 0.0
+                    acc[A_FLAGS, kc] += (1.0 if (below | above) else 0.0) + (GATED_UNIT if gated else 0.0)
                     acc[A_DELTA, kc] = dlt
-                    acc[A_DELTA_SQ, kc] = dd
                 if with_groups:
                     for k in range(n_dims):
                         g_of[k] = offsets[k] + np.int64(codes[k][i])
                     for k in range(n_dims):
                         g = g_of[k]
                         g_count[g] += 1.0
-                        for kc in range(k_configs):
-                            g_acc[g, 0, kc] += acc[A_DELTA, kc]
-                            g_acc[g, 1, kc] += acc[A_DELTA_SQ, kc]
+                        for kc in range(k_row):  # k_row >= MIN_ROW lanes: see MIN_ROW
+                            dlt = acc[A_DELTA, kc]
+                            g_acc[g, 0, kc] += dlt
+                            g_acc[g, 1, kc] += dlt * dlt  # the same product as the block's square sum
             for kc in range(k_configs):
                 use_tier = cp[CP_USE_TIER, kc] > 0.5
                 use_gate = cp[CP_THRESHOLD, kc] > -np.inf
@@ -262,11 +282,13 @@ def sweep_pass(
                 counts[kc, c, C_TIER_CLAMPED] = f_tier if use_tier else 0
                 counts[kc, c, C_PEER_CLAMPED] = f_peer if use_gate else 0
                 counts[kc, c, C_PROPENSITY_CLAMPED] = f_prop
-                counts[kc, c, C_EFFECT_CAPPED] = np.int64(acc[A_CAPPED, kc])
-                counts[kc, c, C_PEER_GATED] = np.int64(acc[A_GATED, kc])
+                flagged = np.int64(acc[A_FLAGS, kc])
+                counts[kc, c, C_EFFECT_CAPPED] = flagged % np.int64(GATED_UNIT)
+                counts[kc, c, C_PEER_GATED] = flagged // np.int64(GATED_UNIT)
                 if with_groups:
                     for g in range(g_total):
                         groups[kc, c, g, 0] = g_count[g]
                         groups[kc, c, g, 1] = g_acc[g, 0, kc]
                         groups[kc, c, g, 2] = g_acc[g, 1, kc]
     return counts, sums, groups
+

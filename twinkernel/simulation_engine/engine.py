@@ -20,7 +20,6 @@ from ..effect_model import EffectModel, EffectParameters
 from ..kernels import KERNEL_VERSION
 from ..kernels import effects as K
 from ..models import (
-    EffectHeterogeneity,
     FrozenMapping,
     InterventionConfig,
     PopulationFilter,
@@ -31,9 +30,10 @@ from ..models import (
 from ..population import TwinPopulation
 from . import decisions as D
 from . import partial as P
-from .boundary import baseline_missing, data_quality, population_warnings, unmatched_values
+from .assemble import completed_result
+from .boundary import baseline_missing, population_warnings, unmatched_values
 from .fused import SelectionInvariants, fused_pass, needs_effects, pass_bytes
-from .intervals import FusedPass, Interval, heterogeneity, interval, segment_probabilities
+from .intervals import FusedPass, Interval, nominal_modifier
 from .options import CI_METHODS, Call, as_number, resolve_call
 from .options import Selection as _Selection
 from .protocols import ResultCache, SimulationRecorder
@@ -358,39 +358,8 @@ class SimulationEngine:
                 return result
             fused = run.fused
         timings["kernel_ms"] = (time.perf_counter() - t) * 1e3
-        t = time.perf_counter()
-        ci = interval(self.population, self.config, fused, sel.index, call)
-        warnings.extend(ci.warnings)
-        timings["interval_ms"] = (time.perf_counter() - t) * 1e3
-        het = EffectHeterogeneity()
-        if call.heterogeneity:
-            t = time.perf_counter()
-            het = heterogeneity(self.population, self.config, fused, call.confidence_level, ci.boot)
-            het = segment_probabilities(het, call.params, self.min_effect_threshold)
-            timings["heterogeneity_ms"] = (time.perf_counter() - t) * 1e3
-        dq = data_quality(self.population, fused.counts, sel.index)
-        decision = self._decide(ci, sel, call, dq, warnings)
         nbytes = pass_bytes(fused) + (sel.index.nbytes + self.population.n if sel.index is not None else 0)
-        elapsed = (time.perf_counter() - t_start) * 1e3
-        timings["total_ms"] = elapsed
-        result = SimulationResult(
-            **common,
-            **decision,
-            twin_count=sel.n,
-            simulated_ate=ci.ate,
-            simulated_ci_lower=ci.ci_lower,
-            simulated_ci_upper=ci.ci_upper,
-            simulated_std_error=ci.se,
-            effect_heterogeneity=het,
-            recommended_duration_weeks=call.ic.duration_weeks,
-            status=SimulationStatus.COMPLETED,
-            execution_time_ms=elapsed,
-            timings_ms=FrozenMapping(timings),
-            completed_at=datetime.now(UTC),
-            warnings=tuple(warnings),
-            data_quality=FrozenMapping({k: FrozenMapping(v) for k, v in dq.items()}),
-            memory_usage_mb=nbytes / 2**20,
-        )
+        result = completed_result(self, call, sel, fused, common, warnings, timings, t_start, nbytes)
         log_result(logger, result)
         return result
 
@@ -533,10 +502,9 @@ class SimulationEngine:
     def _predict(self, ate: float, p: EffectParameters) -> D.Prediction:
         """The prediction model for an effect ``ate`` simulated with parameters ``p`` (whole or segment)."""
         rec = self.config.simulation.recommendations
-        nominal = p.value(K.P_INTENSITY) * p.value(K.P_DURATION) * p.value(K.P_CHANNEL)
         return D.predict(
             ate,
-            D.mean_modifier(ate, p.value(K.P_BASE), nominal),
+            D.mean_modifier(ate, p.value(K.P_BASE), nominal_modifier(p)),
             p.base_sd,
             p.tau,
             p.df,

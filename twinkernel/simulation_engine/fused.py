@@ -13,7 +13,7 @@ import numpy as np
 from ..kernels import effects as K
 from ..kernels.stats import combine_columns
 from ..population import TwinPopulation
-from .intervals import FusedPass
+from .intervals import FusedPass, effect_shift
 from .options import Call
 
 __all__ = ["SelectionInvariants", "fused_pass", "needs_effects", "pass_bytes"]
@@ -58,10 +58,7 @@ def fused_pass(
     p = call.params
     c = population.kernel_columns
     offsets = population.segment_offsets
-    cap = p.value(K.P_CAP)
-    # Sums are taken about a shift near the mean so the variance does not lose precision.
-    nominal = p.value(K.P_BASE) * p.value(K.P_INTENSITY) * p.value(K.P_DURATION) * p.value(K.P_CHANNEL)
-    effect_shift = min(cap, max(-cap, nominal))
+    shift = effect_shift(p)  # sums about a shift near the mean: the variance keeps its precision
     effects = np.empty(n, dtype=np.float64) if keep_effects else _NO_EFFECTS
     reuse = invariants is not None and index is None
     # What the kept tables depend on besides the twins: segments or not, the decile clamp range, the
@@ -88,7 +85,7 @@ def fused_pass(
         offsets,
         int(offsets[-1]),
         call.heterogeneity,
-        effect_shift,
+        shift,
         population.baseline_mean,
         effects,
         known is None,
@@ -105,7 +102,7 @@ def fused_pass(
         )
     if not keep_effects:
         effects = np.broadcast_to(np.float64(np.nan), (n,))
-    return FusedPass(effects, counts.sum(axis=0), combine_columns(sums), groups, effect_shift, sums)
+    return FusedPass(effects, counts.sum(axis=0), combine_columns(sums), groups, shift, sums)
 
 
 def pass_bytes(fused: FusedPass) -> int:

@@ -18,9 +18,32 @@ from ..population import TwinPopulation
 from . import decisions as D
 from .options import Call
 
-__all__ = ["SEGMENT_FIELDS", "FusedPass", "Interval", "heterogeneity", "interval"]
+__all__ = [
+    "SEGMENT_FIELDS",
+    "FusedPass",
+    "Interval",
+    "effect_shift",
+    "heterogeneity",
+    "interval",
+    "nominal_modifier",
+]
 
 SEGMENT_FIELDS = ("by_specialty", "by_decile", "by_region", "by_adoption_stage")
+
+
+def nominal_modifier(p: EffectParameters) -> float:
+    """The intervention's own modifiers, intensity x duration x channel (the prediction's G when b_t = 0)."""
+    return p.value(K.P_INTENSITY) * p.value(K.P_DURATION) * p.value(K.P_CHANNEL)
+
+
+def effect_shift(p: EffectParameters) -> float:
+    """The shift the kernels take their sums about: the nominal effect, capped (keeps variances precise).
+
+    Left to right, base x intensity x duration x channel: the same bits in ``simulate`` and ``sweep``.
+    """
+    cap = p.value(K.P_CAP)
+    nominal = p.value(K.P_BASE) * p.value(K.P_INTENSITY) * p.value(K.P_DURATION) * p.value(K.P_CHANNEL)
+    return min(cap, max(-cap, nominal))
 
 
 @dataclass(frozen=True)
@@ -112,16 +135,24 @@ def heterogeneity(
     fused: FusedPass,
     confidence_level: float,
     boot: Any,
+    p: EffectParameters | None = None,
+    deploy_threshold: float = 0.0,
 ) -> EffectHeterogeneity:
-    """Segment ATE, sd, n and interval per dimension; segments below ``min_segment_size`` left out."""
+    """Segment ATE, sd, n and interval per dimension; segments below ``min_segment_size`` left out.
+
+    With ``p`` (the call's effect parameters) each segment also gets its P(true effect ≥
+    ``deploy_threshold``) from the prediction model, so a user sees which segments merit a test: one
+    vectorised call over every segment (:func:`.decisions.prob_at_least_many`), each segment built once.
+    """
     c = population.kernel_columns
     sim = config.simulation
     gn_all, gmean_all, gvar_all = combine_grouped(fused.groups, fused.effect_shift)
-    out: dict[str, dict[str, SegmentEffect]] = {}
-    for k, (name, labels, (a, b)) in enumerate(
-        zip(SEGMENT_FIELDS, c.segment_labels, itertools.pairwise(population.segment_offsets), strict=True)
-    ):
-        gn, gmean, gsd = gn_all[a:b], gmean_all[a:b], np.sqrt(gvar_all[a:b])
+    gsd_all = np.sqrt(gvar_all)
+    kept: list[np.ndarray] = []
+    lows_all: list[np.ndarray] = []
+    highs_all: list[np.ndarray] = []
+    for k, (a, b) in enumerate(itertools.pairwise(population.segment_offsets)):
+        gn, gmean, gsd = gn_all[a:b], gmean_all[a:b], gsd_all[a:b]
         keep = gn >= sim.min_segment_size
         if boot is not None:
             lows, highs = boot.group_ci_lower[k], boot.group_ci_upper[k]
@@ -130,30 +161,31 @@ def heterogeneity(
             crit = D.critical_values(gn[keep], confidence_level, sim.t_distribution_below_n)
             half[keep] = crit * gsd[keep] / np.sqrt(gn[keep])
             lows, highs = gmean - half, gmean + half
-        out[name] = {
-            labels[g]: SegmentEffect(
-                ate=float(gmean[g]),
-                std=float(gsd[g]),
-                n=int(gn[g]),
+        kept.append(np.flatnonzero(keep))
+        lows_all.append(np.asarray(lows, dtype=np.float64))
+        highs_all.append(np.asarray(highs, dtype=np.float64))
+    starts = population.segment_offsets[:-1]
+    flat = np.concatenate([start + g for start, g in zip(starts, kept, strict=True)]).astype(np.int64)
+    probs: list[float | None] = [None] * flat.shape[0]
+    if p is not None and flat.shape[0]:
+        probs = D.prob_at_least_many(
+            gmean_all[flat], p.value(K.P_BASE), nominal_modifier(p), p.base_sd, p.tau, deploy_threshold, p.df
+        ).tolist()
+    out: dict[str, FrozenMapping[str, SegmentEffect]] = {}
+    at = 0
+    for name, labels, start, g_kept, lows, highs in zip(
+        SEGMENT_FIELDS, c.segment_labels, starts, kept, lows_all, highs_all, strict=True
+    ):
+        table: dict[str, SegmentEffect] = {}
+        for g in g_kept.tolist():
+            table[labels[g]] = SegmentEffect(
+                ate=float(gmean_all[start + g]),
+                std=float(gsd_all[start + g]),
+                n=int(gn_all[start + g]),
                 ci_lower=float(lows[g]),
                 ci_upper=float(highs[g]),
+                prob_above_deploy=probs[at],
             )
-            for g in np.flatnonzero(keep)
-        }
-    return EffectHeterogeneity.model_validate(out)
-
-
-def segment_probabilities(
-    het: EffectHeterogeneity, p: EffectParameters, deploy_threshold: float
-) -> EffectHeterogeneity:
-    """Each segment's P(true effect ≥ deploy threshold), so a user sees which segments merit a test."""
-    segments = het.segments()
-    if not segments:
-        return het
-    ates = np.array([seg.ate for _, _, seg in segments], dtype=np.float64)
-    nominal = p.value(K.P_INTENSITY) * p.value(K.P_DURATION) * p.value(K.P_CHANNEL)
-    probs = D.prob_at_least_many(ates, p.value(K.P_BASE), nominal, p.base_sd, p.tau, deploy_threshold, p.df)
-    tables: dict[str, dict[str, Any]] = {f"by_{dim}": {} for dim, _, _ in segments}
-    for (dim, label, seg), prob in zip(segments, probs.tolist(), strict=True):
-        tables[f"by_{dim}"][label] = seg.model_copy(update={"prob_above_deploy": prob})
-    return EffectHeterogeneity(**{k: FrozenMapping(v) for k, v in tables.items()})
+            at += 1
+        out[name] = FrozenMapping(table)
+    return EffectHeterogeneity(**out)

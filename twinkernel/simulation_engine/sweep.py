@@ -3,10 +3,10 @@
 :func:`sweep` (``SimulationEngine.sweep``) validates the configs, groups them by the twins they select (the
 population filter is shared; ``target_*`` fields differ) and by the effect model's shared coefficients, and
 runs :func:`twinkernel.kernels.sweep.sweep_pass` once per group: each twin's columns are read and its
-noise is drawn once for all the group's configs. Each config's slots are then turned into a
-:class:`~twinkernel.SimulationResult` by the engine's own code (:func:`.intervals.interval`,
-:func:`.intervals.heterogeneity`, :func:`.intervals.segment_probabilities`, :func:`.boundary.data_quality`
-and ``SimulationEngine._decide``), so a row equals what ``simulate(config, population_filter, seed=seed)``
+modifiers computed once for all the group's configs (with several groups, the passes share one array of
+the rows' noise, so each row's is drawn once). Each config's slots are then turned
+into a :class:`~twinkernel.SimulationResult` by the function that builds ``simulate``'s results
+(:func:`.assemble.completed_result`), so a row equals what ``simulate(config, population_filter, seed=seed)``
 returns: the same ATE, interval, recommendation, probabilities, sample size and segment effects, bit for
 bit (tests/unit/test_sweep.py). Only the run statistics differ: ``timings_ms``, ``execution_time_ms`` and
 ``memory_usage_mb`` describe the sweep.
@@ -28,7 +28,6 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,15 +37,13 @@ from ..kernels import effects as K
 from ..kernels.stats import combine_columns
 from ..kernels.sweep import SHARED_PARAMS, sweep_pass
 from ..models import (
-    EffectHeterogeneity,
-    FrozenMapping,
     InterventionConfig,
     PopulationFilter,
     SimulationResult,
-    SimulationStatus,
 )
-from .boundary import data_quality, population_warnings
-from .intervals import SEGMENT_FIELDS, FusedPass, heterogeneity, interval, segment_probabilities
+from .assemble import completed_result
+from .boundary import population_warnings
+from .intervals import SEGMENT_FIELDS, FusedPass, effect_shift
 from .options import Call, resolve_call
 
 if TYPE_CHECKING:
@@ -91,6 +88,9 @@ def check_configs(configs: Any, max_configs: int) -> list[InterventionConfig]:
     return list(configs)
 
 
+_NO_NOISE = np.empty(0, dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class _Slots:
     """One config's share of a sweep pass: what ``simulate``'s fused pass returns for it."""
@@ -100,13 +100,6 @@ class _Slots:
     groups: np.ndarray  # (n_blocks, total_groups, 3)
     effect_shift: float
     nbytes: int
-
-
-def _effect_shift(p: np.ndarray) -> float:
-    """The shift ``SimulationEngine._fused_pass`` takes its sums about (the nominal effect, capped)."""
-    cap = float(p[K.P_CAP])
-    nominal = float(p[K.P_BASE]) * float(p[K.P_INTENSITY]) * float(p[K.P_DURATION]) * float(p[K.P_CHANNEL])
-    return min(cap, max(-cap, nominal))
 
 
 def _shared_key(call: Call) -> bytes:
@@ -121,9 +114,14 @@ def _shared_key(call: Call) -> bytes:
 
 
 def _run_pass(
-    engine: SimulationEngine, sel: _Selection, calls: list[Call], heterogeneity: bool
+    engine: SimulationEngine,
+    sel: _Selection,
+    calls: list[Call],
+    heterogeneity: bool,
+    noise: np.ndarray = _NO_NOISE,
 ) -> list[_Slots]:
-    """Run the sweep kernel over ``sel`` for ``calls`` (batched to the partial-sum budget)."""
+    """Run the sweep kernel over ``sel`` for ``calls`` (batched to the partial-sum budget); ``noise``: the
+    rows' noise shared between passes (NaN where not drawn yet, filled in by the kernel), or empty."""
     population = engine.population
     sim = engine.config.simulation
     c = population.kernel_columns
@@ -139,7 +137,7 @@ def _run_pass(
     for b0 in range(0, len(calls), batch):
         part = calls[b0 : b0 + batch]
         params = np.ascontiguousarray(np.stack([call.params.params for call in part]))
-        shifts = np.array([_effect_shift(row) for row in params], dtype=np.float64)
+        shifts = np.array([effect_shift(call.params) for call in part], dtype=np.float64)
         counts, sums, groups = sweep_pass(
             c.decile,
             c.engagement,
@@ -163,6 +161,7 @@ def _run_pass(
             heterogeneity,
             shifts,
             population.baseline_mean,
+            noise,
         )
         for k in range(len(part)):
             out.append(
@@ -185,40 +184,13 @@ def _request_digest(engine: SimulationEngine, call: Call) -> str:
 def _result(
     engine: SimulationEngine, call: Call, sel: _Selection, slots: _Slots, timings: dict[str, float], t0: float
 ) -> SimulationResult:
-    """One config's result from its slots, through the engine's interval, segment and decision code."""
-    population, config = engine.population, engine.config
-    warnings = [*population_warnings(population), *call.params.warnings]
+    """One config's result from its slots, through the code that builds ``simulate``'s results."""
+    warnings = [*population_warnings(engine.population), *call.params.warnings]
     common = engine._common_fields(_request_digest(engine, call), call, sel)
     # The sweep keeps no per-twin effects; the analytic interval reads only their count.
     placeholder = np.broadcast_to(np.float64(np.nan), (sel.n,))
     fused = FusedPass(placeholder, slots.counts, slots.totals, slots.groups, slots.effect_shift)
-    ci = interval(population, config, fused, sel.index, call)
-    warnings.extend(ci.warnings)
-    het = EffectHeterogeneity()
-    if call.heterogeneity:
-        het = heterogeneity(population, config, fused, call.confidence_level, ci.boot)
-        het = segment_probabilities(het, call.params, engine.min_effect_threshold)
-    dq = data_quality(population, fused.counts, sel.index)
-    decision = engine._decide(ci, sel, call, dq, warnings)
-    elapsed = (time.perf_counter() - t0) * 1e3
-    return SimulationResult(
-        **common,
-        **decision,
-        twin_count=sel.n,
-        simulated_ate=ci.ate,
-        simulated_ci_lower=ci.ci_lower,
-        simulated_ci_upper=ci.ci_upper,
-        simulated_std_error=ci.se,
-        effect_heterogeneity=het,
-        recommended_duration_weeks=call.ic.duration_weeks,
-        status=SimulationStatus.COMPLETED,
-        execution_time_ms=elapsed,
-        timings_ms=FrozenMapping({**timings, "total_ms": elapsed}),
-        completed_at=datetime.now(UTC),
-        warnings=tuple(warnings),
-        data_quality=FrozenMapping({k: FrozenMapping(v) for k, v in dq.items()}),
-        memory_usage_mb=slots.nbytes / 2**20,
-    )
+    return completed_result(engine, call, sel, fused, common, warnings, dict(timings), t0, slots.nbytes)
 
 
 def sweep_results(
@@ -270,6 +242,8 @@ def sweep_results(
         groups.setdefault((target, _shared_key(call)), []).append(k)
     results: list[SimulationResult | None] = [None] * len(calls)
     n_passes = 0
+    # Several passes share the rows' noise: each pass draws what is still NaN and stores it for the next.
+    noise = np.full(engine.population.n, np.nan) if len(groups) > 1 else _NO_NOISE
     for members in groups.values():
         t = time.perf_counter()
         first = calls[members[0]]
@@ -283,7 +257,7 @@ def sweep_results(
                 results[k] = engine._failed(common, call, sel, warnings, dict(timings), t)
             continue
         t = time.perf_counter()
-        slots = _run_pass(engine, sel, [calls[k] for k in members], first.heterogeneity)
+        slots = _run_pass(engine, sel, [calls[k] for k in members], first.heterogeneity, noise)
         timings["kernel_ms"] = (time.perf_counter() - t) * 1e3
         n_passes += 1
         for k, slot in zip(members, slots, strict=True):
