@@ -41,27 +41,36 @@ __all__ = [
 
 _NO_ROWS_U8 = np.empty(0, dtype=np.uint8)
 _NO_ROWS_U32 = np.empty(0, dtype=np.uint32)
-_INLINE_BYTES = 12  # Arrow string views hold strings of up to 12 bytes in the view itself
+_SCRATCH = np.zeros(64, dtype=np.uint8)  # where the kernels' loads of a malformed view go
+_MAX_TABLE_BITS = 16
+_MULTIPLIER_TRIES = 16
 
 
 @dataclass(frozen=True)
 class StringViews:
-    """A String column in Arrow's string-view layout (see :mod:`twinkernel.kernels.frame`)."""
+    """A String column in Arrow's string-view layout (see :mod:`twinkernel.kernels.frame_views`).
 
-    view_bytes: np.ndarray  # uint8, 16 per row
-    wide: np.ndarray  # the same views as uint64, 2 per row
-    words: np.ndarray  # the same views as uint32, 4 per row
-    blob: np.ndarray  # uint8: the data buffers (strings longer than 12 bytes), concatenated
-    bases: np.ndarray  # int64: where each data buffer starts in blob
+    The kernels read the data buffers through ``bases`` (addresses): ``owner`` (the Arrow array) keeps
+    that memory alive and must outlive every kernel call.
+    """
+
+    wide: np.ndarray  # uint64, 2 per row: the views
+    bases: np.ndarray  # int64: the address of each data buffer (one zero-sized entry when there is none)
+    sizes: np.ndarray  # int64: the size of each data buffer
+    owner: object
 
     @property
-    def all_inline(self) -> bool:
-        return self.blob.shape[0] <= 1 or int(self.words[::4].max(initial=0)) <= _INLINE_BYTES
+    def address(self) -> int:
+        return int(self.wide.ctypes.data)
+
+    @property
+    def dummy(self) -> int:
+        return int(_SCRATCH.ctypes.data)
 
 
 def string_views(s: pl.Series) -> StringViews | None:
-    """The views of a String column: Polars' own memory exported to Arrow without a copy (only the data
-    buffers of strings longer than 12 bytes are concatenated). ``None`` without ``pyarrow``."""
+    """The views of a String column: Polars' own memory exported to Arrow, nothing copied (a column in
+    several chunks is rechunked first). ``None`` without ``pyarrow``."""
     try:
         import pyarrow as pa
     except ImportError:
@@ -75,25 +84,23 @@ def string_views(s: pl.Series) -> StringViews | None:
     buffers = arr.buffers()
     n = len(arr)
     if buffers[1] is None or n == 0:
-        view_bytes = np.zeros(16 * max(n, 1), dtype=np.uint8)
+        wide = np.zeros(2 * max(n, 1), dtype=np.uint64)
     else:
-        view_bytes = np.frombuffer(buffers[1], dtype=np.uint8)[16 * arr.offset : 16 * (arr.offset + n)]
-    data = [np.frombuffer(b, dtype=np.uint8) for b in buffers[2:] if b is not None]
-    bases = np.zeros(max(1, len(data)), dtype=np.int64)
-    if len(data) > 1:
-        np.cumsum([d.shape[0] for d in data[:-1]], out=bases[1:])
-    blob = np.concatenate(data) if data else np.zeros(1, dtype=np.uint8)
-    return StringViews(view_bytes, view_bytes.view(np.uint64), view_bytes.view(np.uint32), blob, bases)
+        raw = np.frombuffer(buffers[1], dtype=np.uint8)[16 * arr.offset : 16 * (arr.offset + n)]
+        wide = raw.view(np.uint64) if raw.ctypes.data % 8 == 0 else raw.copy().view(np.uint64)
+    data = [b for b in buffers[2:] if b is not None]
+    bases = np.array([b.address for b in data] or [int(_SCRATCH.ctypes.data)], dtype=np.int64)
+    sizes = np.array([b.size for b in data] or [0], dtype=np.int64)
+    return StringViews(wide, bases, sizes, (arr, _SCRATCH))
 
 
 def string_view_keys(s: pl.Series, n_blocks: int) -> tuple[np.ndarray, bool] | None:
     """Twin keys of a String column without nulls, and whether its rows strictly increase.
 
     The keys equal :func:`twinkernel.kernels._rng.twin_keys_from_strings` over the UTF-8 bytes. ``None``
-    without ``pyarrow``.
+    without ``pyarrow`` or for a malformed view.
     """
-    from .kernels.frame import inline_string_keys
-    from .kernels.frame import string_view_keys as kernel
+    from .kernels.frame_views import string_keys
 
     views = string_views(s)
     if views is None:
@@ -102,11 +109,47 @@ def string_view_keys(s: pl.Series, n_blocks: int) -> tuple[np.ndarray, bool] | N
     out = np.empty(n, dtype=np.uint64)
     if n == 0:
         return out, True
-    blocks = min(n_blocks, n)
-    if views.all_inline:
-        return out, bool(inline_string_keys(views.wide, blocks, out))
     v = views
-    return out, bool(kernel(v.view_bytes, v.wide, v.words, v.blob, v.bases, blocks, out))
+    increasing = string_keys(v.wide, v.address, v.bases, v.sizes, v.dummy, min(n_blocks, n), out)
+    if increasing < 0:
+        return None
+    return out, bool(increasing)
+
+
+def _multiplier(bits: int, attempt: int) -> int:
+    """An odd 64-bit multiplier, a fixed function of its arguments (splitmix64 in plain Python)."""
+    z = ((bits << 32) + attempt + 0x9E3779B97F4A7C15) % (1 << 64)
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % (1 << 64)
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % (1 << 64)
+    return (z ^ (z >> 31)) | 1
+
+
+def _label_table(views: StringViews, n_labels: int) -> tuple[Any, ...] | None:
+    """The labels' keys (plus one entry no row matches) and a collision-free table of them:
+    ``(table, multiplier, shift, k0, k1, k2, long_flag)``; ``None`` when no tried multiplier separates
+    them (labels longer than 20 bytes that agree in length, first 12 and last 8 bytes)."""
+    from .kernels.frame_views import label_keys, label_slots
+
+    k0 = np.zeros(n_labels + 1, dtype=np.uint64)
+    k1 = np.full(n_labels + 1, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)  # no row's second word
+    k2 = np.zeros(n_labels + 1, dtype=np.uint64)
+    long_flag = np.zeros(n_labels + 1, dtype=np.bool_)
+    v = views
+    m = n_labels
+    if m and not label_keys(v.wide, v.bases, v.sizes, v.dummy, k0[:m], k1[:m], k2[:m], long_flag[:m]):
+        return None
+    bits = max(1, (4 * max(n_labels, 1) - 1).bit_length())
+    while bits <= _MAX_TABLE_BITS:
+        shift = np.uint64(64 - bits)
+        for attempt in range(_MULTIPLIER_TRIES):
+            mult = np.uint64(_multiplier(bits, attempt))
+            slots = label_slots(k0[:m], k1[:m], k2[:m], long_flag[:m], mult, shift)
+            if np.unique(slots).shape[0] == n_labels:
+                table = np.full(1 << bits, n_labels, dtype=np.int32)
+                table[slots] = np.arange(n_labels, dtype=np.int32)
+                return table, mult, shift, k0, k1, k2, long_flag
+        bits += 1
+    return None
 
 
 def string_codes(
@@ -116,11 +159,11 @@ def string_codes(
 
     ``table_for(labels)`` gives the code of each label and, last, the code of a null row. The labels are
     guessed from the first ``settings.chunk_rows`` rows; if a later row holds another value, the pass is
-    repeated with every distinct value (Polars' ``unique``). Matching is exact: an inline string (at most
-    12 bytes) by its bytes and length, a longer one by its length and first 12 bytes, then byte by byte.
-    ``None`` without ``pyarrow`` or with more than ``settings.dictionary_cap`` distinct values.
+    repeated with every distinct value (Polars' ``unique``). Matching is exact (see
+    :func:`twinkernel.kernels.frame_views.view_codes`). ``None`` without ``pyarrow``, with more than
+    ``settings.dictionary_cap`` distinct values, or labels the kernel's keys cannot tell apart.
     """
-    from .kernels.frame import inline_view_codes, view_codes, view_record_keys
+    from .kernels.frame_views import view_codes
 
     views = string_views(s)
     if views is None:
@@ -132,30 +175,27 @@ def string_codes(
             labels = sorted(s.drop_nulls().unique().to_list())
         if len(labels) > settings.dictionary_cap:
             return None
-        table = table_for(labels)
-        key0 = np.zeros(len(labels), dtype=np.uint64)
-        key1 = np.zeros(len(labels), dtype=np.uint64)
-        label_views = string_views(pl.Series(labels, dtype=pl.String))
-        if labels and label_views is not None:
-            lv = label_views
-            view_record_keys(lv.wide, lv.words, lv.blob, lv.bases, key0, key1)
-        encoded = [lab.encode("utf-8") for lab in labels]
-        label_offsets = np.zeros(len(labels) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e in encoded], out=label_offsets[1:])
+        label_series = pl.Series(labels, dtype=pl.String)
+        label_views = string_views(label_series)
+        found = None if label_views is None else _label_table(label_views, len(labels))
+        if found is None:
+            return None
+        table, mult, shift, k0, k1, k2, long_flag = found
+        encoded = [lab.encode("utf-8") + b"\0" * 8 for lab in labels]
         label_bytes = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
-        out = np.empty(s.len(), dtype=table.dtype)
+        starts = np.zeros(len(labels) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded[:-1]], out=starts[1 : len(labels)])
+        label_data = starts + int(label_bytes.ctypes.data)
+        codes = table_for(labels)
+        final = np.append(codes[:-1], codes.dtype.type(0))
+        out = np.empty(s.len(), dtype=codes.dtype)
         v = views
-        if v.all_inline and (not labels or label_views is None or label_views.all_inline):
-            missed = inline_view_codes(
-                v.wide, valid, key0, key1, table[:-1], table[-1], settings.key_blocks, out
-            )
-            if missed == 0:
-                return labels, out
-            continue
+        labels_inline = not bool(long_flag.any())
         missed = view_codes(
-            v.wide, v.words, v.blob, v.bases, valid, key0, key1, label_bytes, label_offsets,
-            table[:-1], table[-1], settings.key_blocks, out,
+            v.wide, v.bases, v.sizes, v.dummy, valid, labels_inline, table, mult, shift, k0, k1, k2,
+            long_flag, label_data, final, codes[-1], min(settings.key_blocks, max(s.len(), 1)), out,
         )  # fmt: skip
+        del label_views
         if missed == 0:
             return labels, out
     return None
