@@ -128,7 +128,7 @@ def _label_table(views: StringViews, n_labels: int) -> tuple[Any, ...] | None:
     """The labels' keys (plus one entry no row matches) and a collision-free table of them:
     ``(table, multiplier, shift, k0, k1, k2, long_flag)``; ``None`` when no tried multiplier separates
     them (labels longer than 20 bytes that agree in length, first 12 and last 8 bytes)."""
-    from .kernels.frame_views import label_keys, label_slots
+    from .kernels.frame_views import label_keys
 
     k0 = np.zeros(n_labels + 1, dtype=np.uint64)
     k1 = np.full(n_labels + 1, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)  # no row's second word
@@ -138,16 +138,30 @@ def _label_table(views: StringViews, n_labels: int) -> tuple[Any, ...] | None:
     m = n_labels
     if m and not label_keys(v.wide, v.bases, v.sizes, v.dummy, k0[:m], k1[:m], k2[:m], long_flag[:m]):
         return None
-    bits = max(1, (4 * max(n_labels, 1) - 1).bit_length())
+    found = _perfect_table(k0[:m], k1[:m], k2[:m], long_flag[:m])
+    return None if found is None else (*found, k0, k1, k2, long_flag)
+
+
+def _perfect_table(
+    k0: np.ndarray, k1: np.ndarray, k2: np.ndarray, long_flag: np.ndarray
+) -> tuple[np.ndarray, np.uint64, np.uint64] | None:
+    """``(table, multiplier, shift)``: a table of ``2**(64 - shift)`` int32 slots holding each key's
+    index at its :func:`~twinkernel.kernels.frame_views._slot` (no two keys share one) and ``len(k0)``
+    elsewhere, from the first of a fixed sequence of multipliers that separates the keys (``None`` when
+    none does: equal keys)."""
+    from .kernels.frame_views import label_slots
+
+    n = k0.shape[0]
+    bits = max(1, (4 * max(n, 1) - 1).bit_length())
     while bits <= _MAX_TABLE_BITS:
         shift = np.uint64(64 - bits)
         for attempt in range(_MULTIPLIER_TRIES):
             mult = np.uint64(_multiplier(bits, attempt))
-            slots = label_slots(k0[:m], k1[:m], k2[:m], long_flag[:m], mult, shift)
-            if np.unique(slots).shape[0] == n_labels:
-                table = np.full(1 << bits, n_labels, dtype=np.int32)
-                table[slots] = np.arange(n_labels, dtype=np.int32)
-                return table, mult, shift, k0, k1, k2, long_flag
+            slots = label_slots(k0, k1, k2, long_flag, mult, shift)
+            if np.unique(slots).shape[0] == n:
+                table = np.full(1 << bits, n, dtype=np.int32)
+                table[slots] = np.arange(n, dtype=np.int32)
+                return table, mult, shift
         bits += 1
     return None
 
@@ -274,23 +288,31 @@ def _object_addresses(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.Series | None:
-    """A pandas ``object`` column of strings as a Polars Enum (sorted labels, every one present), found
-    through the distinct Python objects; ``None`` when it holds anything but str and missing values, or
-    too many distinct objects."""
-    values = col.to_numpy(dtype=object, copy=False)
-    if values.ndim != 1 or values.dtype != object:
+def _object_guess(addresses: np.ndarray, settings: FrameEncodingConfig) -> tuple[Any, ...] | None:
+    """The distinct objects of the first ``settings.chunk_rows`` rows (the usual column holds a few
+    interned strings, all seen early): ``(first_rows, table, multiplier, shift, keys)`` for
+    :func:`~twinkernel.kernels.frame.address_codes`, in order of first appearance; ``None`` for too many."""
+    distinct, first_rows = np.unique(addresses[: settings.chunk_rows], return_index=True)
+    if distinct.shape[0] > settings.dictionary_cap:
         return None
-    values = np.ascontiguousarray(values)
-    addresses = _object_addresses(values)
-    d = _dictionary(addresses, _NO_ROWS_U32, _NO_ROWS_U8, settings)
-    if d is None:
+    order = np.argsort(first_rows)
+    keys = np.append(distinct[order], np.uint64(0))  # then one entry no object has (a null pointer)
+    m = keys.shape[0] - 1
+    zeros = np.zeros(m, dtype=np.uint64)
+    found = _perfect_table(keys[:m], zeros, zeros, np.zeros(m, dtype=np.bool_))
+    if found is None:
         return None
+    return (first_rows[order].astype(np.int64), *found, keys)
+
+
+def _object_labels(values: np.ndarray, first_rows: np.ndarray) -> tuple[list[str], np.ndarray] | None:
+    """The sorted labels of the objects at ``first_rows`` and each one's code (0xFFFFFFFF for a missing
+    value); ``None`` when one is neither str nor missing."""
+    null = np.uint32(0xFFFFFFFF)
     labels: list[str] = []
     index: dict[str, int] = {}
-    final = np.empty(d.first_rows.shape[0], dtype=np.uint32)
-    null = np.uint32(0xFFFFFFFF)
-    for g, row in enumerate(d.first_rows):
+    final = np.empty(first_rows.shape[0], dtype=np.uint32)
+    for g, row in enumerate(first_rows):
         obj = values[row]
         if isinstance(obj, str):
             code = index.get(obj)
@@ -302,17 +324,55 @@ def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.S
             final[g] = null
         else:
             return None  # numbers, bytes ...: pl.from_pandas decides (and names the problem)
-    del addresses
     # sorted labels, every one present: without nulls, the Enum the population keeps as it is
     order = sorted(range(len(labels)), key=labels.__getitem__)
     rank = np.empty(len(labels) + 1, dtype=np.uint32)
     rank[order] = np.arange(len(labels), dtype=np.uint32)
     rank[-1] = null
-    final = rank[np.where(final == null, len(labels), final)]
-    codes = pl.Series(name, d.codes(final, int(null)))
+    return sorted(labels), rank[np.where(final == null, len(labels), final)]
+
+
+def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.Series | None:
+    """A pandas ``object`` column of strings as a Polars Enum (sorted labels, every one present), found
+    through the distinct Python objects; ``None`` when it holds anything but str and missing values, or
+    too many distinct objects.
+
+    The objects of the first rows are guessed to be all of them, and every row is coded in one pass over
+    the object pointers; when a later row holds another object, the chunked dictionary finds them all.
+    """
+    from .kernels.frame import address_codes
+
+    values = col.to_numpy(dtype=object, copy=False)
+    if values.ndim != 1 or values.dtype != object:
+        return None
+    values = np.ascontiguousarray(values)
+    addresses = _object_addresses(values)
+    null = np.uint32(0xFFFFFFFF)
+    codes: np.ndarray | None = None
+    guess = _object_guess(addresses, settings)
+    if guess is not None:
+        first_rows, table, mult, shift, keys = guess
+        found = _object_labels(values, first_rows)
+        if found is None:
+            return None
+        labels, final = found
+        codes = np.empty(addresses.shape[0], dtype=np.uint32)
+        missed = address_codes(
+            addresses, table, mult, shift, keys, np.append(final, null), settings.key_blocks, codes
+        )
+        codes = None if missed else codes
+    if codes is None:
+        d = _dictionary(addresses, _NO_ROWS_U32, _NO_ROWS_U8, settings)
+        found = None if d is None else _object_labels(values, d.first_rows)
+        if d is None or found is None:
+            return None
+        labels, final = found
+        codes = d.codes(final, int(null))
+    del addresses
+    out = pl.Series(name, codes)
     if bool(np.any(final == null)):
-        codes = pl.select(pl.when(codes == null).then(None).otherwise(codes)).to_series().alias(name)
-    return codes.cat.to(pl.Enum(sorted(labels)))
+        out = pl.select(pl.when(out == null).then(None).otherwise(out)).to_series().alias(name)
+    return out.cat.to(pl.Enum(labels))
 
 
 def _object_strings(name: str, col: Any) -> pl.Series | None:

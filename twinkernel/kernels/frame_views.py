@@ -32,7 +32,6 @@ retry with the complete label set.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
@@ -54,7 +53,8 @@ def _load_u64(typingctx, address):
     """The 8 bytes at ``address`` (int64) as a little-endian uint64; no alignment needed."""
 
     def codegen(context, builder, signature, args):
-        return builder.load(builder.inttoptr(args[0], ir.IntType(64).as_pointer()), align=1)
+        pointer = context.get_value_type(types.uint64).as_pointer()
+        return builder.load(builder.inttoptr(args[0], pointer), align=1)
 
     return types.uint64(types.int64), codegen
 
@@ -64,7 +64,8 @@ def _load_u8(typingctx, address):
     """The byte at ``address`` (int64)."""
 
     def codegen(context, builder, signature, args):
-        return builder.load(builder.inttoptr(args[0], ir.IntType(8).as_pointer()), align=1)
+        pointer = context.get_value_type(types.uint8).as_pointer()
+        return builder.load(builder.inttoptr(args[0], pointer), align=1)
 
     return types.uint8(types.int64), codegen
 
@@ -75,7 +76,7 @@ def _inline_key(w0, w1):
     words, bytes past the end zeroed (whatever the view's padding holds). The masks come from a table:
     string lengths vary from row to row, and a mispredicted branch costs more than the row's work."""
     length = np.int64(w0 & _LOW32)
-    m = min(length, _INLINE)
+    m = length if length < _INLINE else _INLINE
     a = ((w0 >> np.uint64(32)) | (w1 << np.uint64(32))) & _MASK_A[m]
     b = (w1 >> np.uint64(32)) & _MASK_B[m]
     return length, a, b
