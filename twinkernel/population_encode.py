@@ -306,8 +306,9 @@ def _object_guess(addresses: np.ndarray, settings: FrameEncodingConfig) -> tuple
 
 
 def _object_labels(values: np.ndarray, first_rows: np.ndarray) -> tuple[list[str], np.ndarray] | None:
-    """The sorted labels of the objects at ``first_rows`` and each one's code (0xFFFFFFFF for a missing
-    value); ``None`` when one is neither str nor missing."""
+    """The sorted labels of the objects at ``first_rows`` and each one's code (the dtype's largest value
+    for a missing value: uint8 for fewer than 255 labels, the Enum's own code width, else uint32);
+    ``None`` when one is neither str nor missing."""
     null = np.uint32(0xFFFFFFFF)
     labels: list[str] = []
     index: dict[str, int] = {}
@@ -329,7 +330,10 @@ def _object_labels(values: np.ndarray, first_rows: np.ndarray) -> tuple[list[str
     rank = np.empty(len(labels) + 1, dtype=np.uint32)
     rank[order] = np.arange(len(labels), dtype=np.uint32)
     rank[-1] = null
-    return sorted(labels), rank[np.where(final == null, len(labels), final)]
+    codes = rank[np.where(final == null, len(labels), final)]
+    if len(labels) < 255:
+        codes = np.where(codes == null, 255, codes).astype(np.uint8)
+    return sorted(labels), codes
 
 
 def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.Series | None:
@@ -347,7 +351,6 @@ def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.S
         return None
     values = np.ascontiguousarray(values)
     addresses = _object_addresses(values)
-    null = np.uint32(0xFFFFFFFF)
     codes: np.ndarray | None = None
     guess = _object_guess(addresses, settings)
     if guess is not None:
@@ -356,10 +359,11 @@ def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.S
         if found is None:
             return None
         labels, final = found
-        codes = np.empty(addresses.shape[0], dtype=np.uint32)
+        codes = np.empty(addresses.shape[0], dtype=final.dtype)
         missed = address_codes(
-            addresses, table, mult, shift, keys, np.append(final, null), settings.key_blocks, codes
-        )
+            addresses, table, mult, shift, keys, np.append(final, final.dtype.type(0)), settings.key_blocks,
+            codes,
+        )  # fmt: skip
         codes = None if missed else codes
     if codes is None:
         d = _dictionary(addresses, _NO_ROWS_U32, _NO_ROWS_U8, settings)
@@ -367,8 +371,9 @@ def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.S
         if d is None or found is None:
             return None
         labels, final = found
-        codes = d.codes(final, int(null))
+        codes = d.codes(final, int(np.iinfo(final.dtype).max))
     del addresses
+    null = np.iinfo(final.dtype).max
     out = pl.Series(name, codes)
     if bool(np.any(final == null)):
         out = pl.select(pl.when(out == null).then(None).otherwise(out)).to_series().alias(name)

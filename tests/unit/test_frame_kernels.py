@@ -1,9 +1,7 @@
-"""The string-view, pointer and range kernels of from_frame (kernels/frame_views.py, kernels/frame.py)
+"""The string-view and pointer kernels of from_frame (kernels/frame_views.py, kernels/frame.py)
 against plain Python references, on any block count and on one or two threads."""
 
 from __future__ import annotations
-
-import math
 
 import numba
 import numpy as np
@@ -178,21 +176,3 @@ class TestAddressCodes:
         fast = frame_from_pandas(pdf, ("region",), (), SMALL)
         slow = pl.from_pandas(pdf)
         assert fast["region"].cast(pl.String).to_list() == slow["region"].to_list()
-
-
-class TestValueRange:
-    @pytest.mark.parametrize("blocks", [1, 3, 64])
-    def test_range_equals_numpy_with_nan_and_inf(self, blocks):
-        rng = np.random.default_rng(5)
-        for values in (
-            rng.normal(size=1001),
-            np.array([2.5]),
-            np.array([1.0, -np.inf, 3.0, np.inf]),
-            np.array([1.0, np.nan, 3.0]),
-            np.array([np.nan]),
-        ):
-            lo, hi = K.value_range(values, blocks)
-            if np.isnan(values).any():
-                assert math.isnan(lo) and math.isnan(hi)
-            else:
-                assert (lo, hi) == (float(values.min()), float(values.max()))

@@ -227,33 +227,6 @@ def code_counts(codes, n_codes):
 
 
 @njit(parallel=True, cache=True)
-def value_range(values, n_blocks):
-    """``(min, max)`` of a float64 array in one pass (fixed blocks, so the same on any thread count);
-    both are NaN when a value is NaN, as NumPy's ``min`` and ``max``. ``values`` must not be empty."""
-    n = values.shape[0]
-    blocks = max(1, min(n_blocks, n))
-    block = (n + blocks - 1) // blocks
-    lows = np.empty(blocks, dtype=np.float64)
-    highs = np.empty(blocks, dtype=np.float64)
-    nans = np.zeros(blocks, dtype=np.uint8)
-    for b in prange(blocks):
-        lo = values[min(b * block, n - 1)]
-        hi = lo
-        nan = False
-        for i in range(b * block, min(n, (b + 1) * block)):
-            x = values[i]
-            lo = min(lo, x)
-            hi = max(hi, x)
-            nan |= x != x
-        lows[b] = lo
-        highs[b] = hi
-        nans[b] = nan
-    if nans.any():
-        return np.nan, np.nan
-    return lows.min(), highs.max()
-
-
-@njit(parallel=True, cache=True)
 def address_codes(addresses, table, mult, shift, keys, final, n_blocks, out):
     """``out[i] = final[k]`` where ``addresses[i] == keys[k]`` (uint64; ``table``, ``mult`` and ``shift``
     as built by ``population_encode._perfect_table``, ``keys`` ending with one entry no row holds, and
