@@ -177,7 +177,7 @@ def string_codes(
     :func:`twinkernel.kernels.frame_views.view_codes`). ``None`` without ``pyarrow``, with more than
     ``settings.dictionary_cap`` distinct values, or labels the kernel's keys cannot tell apart.
     """
-    from .kernels.frame_views import view_codes
+    from .kernels.frame_views import view_codes, view_null_codes
 
     views = string_views(s)
     if views is None:
@@ -205,10 +205,11 @@ def string_codes(
         out = np.empty(s.len(), dtype=codes.dtype)
         v = views
         labels_inline = not bool(long_flag.any())
-        missed = view_codes(
-            v.wide, v.bases, v.sizes, v.dummy, valid, labels_inline, table, mult, shift, k0, k1, k2,
-            long_flag, label_data, final, codes[-1], min(settings.key_blocks, max(s.len(), 1)), out,
-        )  # fmt: skip
+        args = (v.wide, v.bases, v.sizes, v.dummy, labels_inline, table, mult, shift, k0, k1, k2, long_flag)
+        blocks = min(settings.key_blocks, max(s.len(), 1))
+        missed = view_codes(*args, label_data, final, blocks, out)
+        if valid.shape[0]:
+            missed -= view_null_codes(*args, label_data, valid, codes[-1], out)
         del label_views
         if missed == 0:
             return labels, out

@@ -108,14 +108,15 @@ def _inline_fnv(length, a, b):
 
 @njit(inline="always", cache=True)
 def _inline_before(pl_, pa, pb, length, a, b):
-    """True when the inline string (pl_, pa, pb) sorts strictly before (length, a, b) (byte-wise)."""
+    """1 when the inline string (pl_, pa, pb) sorts strictly before (length, a, b) (byte-wise), else 0
+    (an integer: see :func:`_lookup_inline`)."""
     hi_p, hi = _byteswap(pa), _byteswap(a)
     if hi_p != hi:
-        return hi_p < hi
+        return np.int64(hi_p < hi)
     lo_p, lo = _byteswap(pb), _byteswap(b)
     if lo_p != lo:
-        return lo_p < lo
-    return pl_ < length
+        return np.int64(lo_p < lo)
+    return np.int64(pl_ < length)
 
 
 @njit(inline="always", cache=True)
@@ -161,15 +162,15 @@ def string_keys(wide, views, bases, sizes, dummy, n_blocks, out):
         hi = min(n, (b + 1) * block)
         if lo >= hi:
             continue
-        inc = True
-        longs = False
+        inc = np.int64(1)
+        longs = np.int64(0)
         pl_, pa, pb = _inline_words(wide, lo - 1 if lo > 0 else lo)
-        for i in range(lo, hi):  # every row as an inline string
+        for i in range(lo, hi):  # every row as an inline string, without a branch
             length, x, y = _inline_words(wide, i)
             out[i] = mix64(_inline_fnv(length, x, y))
-            skip = i == 0 or length > _INLINE or pl_ > _INLINE
-            inc = inc and (skip or _inline_before(pl_, pa, pb, length, x, y))
-            longs = longs or length > _INLINE
+            skip = np.int64(i == 0) | np.int64(length > _INLINE) | np.int64(pl_ > _INLINE)
+            inc &= skip | _inline_before(pl_, pa, pb, length, x, y)
+            longs |= np.int64(length > _INLINE)
             pl_, pa, pb = length, x, y
         if longs:  # rows longer than 12 bytes: hash their data, and order every pair holding one
             for i in range(lo, hi):
@@ -185,7 +186,7 @@ def string_keys(wide, views, bases, sizes, dummy, n_blocks, out):
                 if i > 0 and inc:
                     pa, pn, pok = _address(wide, views, bases, sizes, dummy, i - 1)
                     if pok and (length > _INLINE or pn > _INLINE):
-                        inc = _before_at(pa, pn, a, length)
+                        inc = np.int64(_before_at(pa, pn, a, length))
         ordered[b] = 1 if inc else 0
     if bad.any():
         return -1
@@ -214,14 +215,26 @@ def _row_key(wide, bases, sizes, dummy, i):
 
 
 @njit(inline="always", cache=True)
-def _lookup(wide, bases, sizes, dummy, labels_inline, table, mult, shift, k0, k1, k2, long_flag, label_data,
-            i):  # fmt: skip
-    """The table entry of row ``i`` and whether the row holds that label (see :func:`view_codes`)."""
-    if labels_inline:  # the same for every row: no long string can match, and none is read
-        length, a, b = _inline_words(wide, i)
-        r1 = b | (np.uint64(length) << np.uint64(32))
-        t = table[_slot(a, r1, np.uint64(0), False, mult, shift)]
-        return t, (k0[t] == a) & (k1[t] == r1)
+def _slot(k0, k1, k2, is_long, mult, shift):
+    """The table slot of a key: its words spread by odd constants, then the table's multiplier."""
+    h = (k0 * _K0) ^ (k1 * _K1) ^ (k2 * _K2) ^ np.uint64(is_long)
+    return np.int64((h * mult) >> shift)
+
+
+@njit(inline="always", cache=True)
+def _lookup_inline(wide, table, mult, shift, k0, k1, i):
+    """The table entry of row ``i`` and 1 when the row holds that label (else 0), when every label is
+    inline: no long string can match, and none is read (see :func:`view_codes`). The flag is an integer:
+    returning a bool from this inlined helper halved the kernel's speed (numba 0.68)."""
+    length, a, b = _inline_words(wide, i)
+    r1 = b | (np.uint64(length) << np.uint64(32))
+    t = table[_slot(a, r1, np.uint64(0), False, mult, shift)]
+    return t, np.int64((k0[t] == a) & (k1[t] == r1))
+
+
+@njit(inline="always", cache=True)
+def _lookup(wide, bases, sizes, dummy, table, mult, shift, k0, k1, k2, long_flag, label_data, i):
+    """:func:`_lookup_inline` when some label is longer than 12 bytes."""
     r0, r1, r2, is_long, ok = _row_key(wide, bases, sizes, dummy, i)
     t = table[_slot(r0, r1, r2, is_long, mult, shift)]
     match = ok & (k0[t] == r0) & (k1[t] == r1) & (k2[t] == r2) & (long_flag[t] == is_long)
@@ -232,14 +245,8 @@ def _lookup(wide, bases, sizes, dummy, labels_inline, table, mult, shift, k0, k1
         lab = label_data[t]
         for j in range(_INLINE, length - 8, 8):
             if _load_u64(address + j) != _load_u64(lab + j):
-                return t, False
-    return t, match
-
-
-@njit(inline="always", cache=True)
-def _slot(k0, k1, k2, is_long, mult, shift):
-    h = (k0 * _K0) ^ (k1 * _K1) ^ (k2 * _K2) ^ np.uint64(is_long)
-    return np.int64((h * mult) >> shift)
+                return t, np.int64(0)
+    return t, np.int64(match)
 
 
 @njit(cache=True)
@@ -266,36 +273,59 @@ def label_slots(k0, k1, k2, long_flag, mult, shift):
     return out
 
 
+@njit(inline="always", cache=True)
+def _code_row(wide, bases, sizes, dummy, labels_inline, table, mult, shift, k0, k1, k2, long_flag,
+              label_data, i):  # fmt: skip
+    if labels_inline:
+        return _lookup_inline(wide, table, mult, shift, k0, k1, i)
+    return _lookup(wide, bases, sizes, dummy, table, mult, shift, k0, k1, k2, long_flag, label_data, i)
+
+
 @njit(parallel=True, cache=True)
-def view_codes(wide, bases, sizes, dummy, valid, labels_inline, table, mult, shift, k0, k1, k2, long_flag,
-               label_data, final, null_code, n_blocks, out):  # fmt: skip
-    """``out[i] = final[k]`` where row ``i`` holds label ``k``, ``null_code`` for a null row.
+def view_codes(wide, bases, sizes, dummy, labels_inline, table, mult, shift, k0, k1, k2, long_flag,
+               label_data, final, n_blocks, out):  # fmt: skip
+    """``out[i] = final[k]`` where row ``i`` holds label ``k``, every row taken as present (see
+    :func:`view_null_codes` for the null rows).
 
     ``table`` (int32, ``2**(64 - shift)`` slots) holds each label's index at its slot (no two labels
     share one) and ``len(labels)`` elsewhere; ``k0 .. long_flag`` are the labels' keys plus one entry
     that no row matches, ``final`` their codes (plus one). ``labels_inline`` tells that no label is longer
     than 12 bytes (then no data buffer is read). ``label_data`` holds the address of each label's bytes
-    (read only for strings longer than 20 bytes). ``valid`` is uint8 (1 present, 0 null) or empty when
-    nothing is null. Returns the number of present rows that matched no label.
+    (read only for strings longer than 20 bytes). Returns the number of rows that matched no label.
     """
     n = out.shape[0]
     block = (n + n_blocks - 1) // n_blocks
     missed = np.zeros(n_blocks, dtype=np.int64)
     for b in prange(n_blocks):
+        miss = 0
         lo = b * block
         hi = min(n, (b + 1) * block)
-        miss = 0
-        for i in range(lo, hi):  # every row as if present: no test of validity in the hot loop
-            t, match = _lookup(wide, bases, sizes, dummy, labels_inline, table, mult, shift, k0, k1, k2,
-                               long_flag, label_data, i)  # fmt: skip
-            out[i] = final[t]
-            miss += not match
-        if valid.shape[0] > 0:  # then the null rows: their code, and their misses taken back
+        if labels_inline:  # two loops: a test of the flag inside one loop halved its speed
             for i in range(lo, hi):
-                if valid[i] == 0:
-                    t, match = _lookup(wide, bases, sizes, dummy, labels_inline, table, mult, shift, k0, k1,
-                                       k2, long_flag, label_data, i)  # fmt: skip
-                    miss -= not match
-                    out[i] = null_code
+                t, match = _lookup_inline(wide, table, mult, shift, k0, k1, i)
+                out[i] = final[t]
+                miss += 1 - match
+        else:
+            for i in range(lo, hi):
+                t, match = _lookup(wide, bases, sizes, dummy, table, mult, shift, k0, k1, k2, long_flag,
+                                   label_data, i)  # fmt: skip
+                out[i] = final[t]
+                miss += 1 - match
         missed[b] = miss
     return missed.sum()
+
+
+@njit(cache=True)
+def view_null_codes(wide, bases, sizes, dummy, labels_inline, table, mult, shift, k0, k1, k2, long_flag,
+                    label_data, valid, null_code, out):  # fmt: skip
+    """After :func:`view_codes`: ``out[i] = null_code`` where ``valid[i]`` is 0; returns how many of
+    those rows :func:`view_codes` counted as matching no label. Kept apart so that the hot loop has no
+    test of validity (a separate loop in the same kernel halved its speed)."""
+    miss = 0
+    for i in range(out.shape[0]):
+        if valid[i] == 0:
+            _, match = _code_row(wide, bases, sizes, dummy, labels_inline, table, mult, shift, k0, k1, k2,
+                                 long_flag, label_data, i)  # fmt: skip
+            miss += 1 - match
+            out[i] = null_code
+    return miss
