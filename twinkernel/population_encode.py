@@ -3,17 +3,20 @@
 Building 10 million twins used to cost more than simulating them: Polars' ``unique`` + ``replace_strict``
 per string column, ``n_unique`` over the string ids, one Python string of all ids for their keys, and
 ``pl.from_pandas`` walking every Python object of every pandas ``object`` column. This module replaces
-those steps with passes of the kernels in :mod:`twinkernel.kernels.frame`; each function returns exactly
-what the slow path returns, or ``None`` when it cannot (then the caller takes the slow path):
+those steps with passes of the kernels in :mod:`twinkernel.kernels.frame` and
+:mod:`twinkernel.kernels.frame_views`; each function returns exactly what the slow path returns, or
+``None`` when it cannot (then the caller takes the slow path):
 
 - :func:`string_view_keys`: the twin keys of a String column read from Polars' string views (exported to
-  Arrow without a copy; needs ``pyarrow``), and whether the column is strictly increasing;
-- :func:`string_codes`: the codes of a low-cardinality String column in one pass over its views;
+  Arrow without a copy, data buffers read in place; needs ``pyarrow``), and whether the column is strictly
+  increasing;
+- :func:`string_codes`: the codes of a low-cardinality String column in one pass over its views, through
+  a collision-free table of its labels;
 - :func:`keys_are_unique`: whether 64-bit twin keys are all distinct (a duplicate key sends the caller to
   the exact check on the ids themselves, so a hash collision never rejects a valid frame);
 - :func:`frame_from_pandas`: a pandas frame as Polars, with the categorical ``object`` columns read
   through the identity of their Python objects (a column of 10 M strings usually holds a handful of
-  distinct objects) instead of converting 10 M objects one by one.
+  distinct objects, coded in one pass over the pointers) instead of converting 10 M objects one by one.
 """
 
 from __future__ import annotations
