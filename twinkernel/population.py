@@ -185,8 +185,10 @@ class TwinPopulation:
         too_many: list[str] = []
         if n:
             mask = self._columns.defaulted
+            seen = int(np.bitwise_or.reduce(mask)) if mask.size else 0  # one pass; usually no bit at all
             for name in EFFECT_MODEL_COLUMNS:
-                count = int(np.count_nonzero(mask & DEFAULTED_BITS[name]))
+                bit = DEFAULTED_BITS[name]
+                count = int(np.count_nonzero(mask & bit)) if seen & bit else 0
                 share = count / n
                 if share < checks.warn_defaulted_share:
                     continue

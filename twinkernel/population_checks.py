@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 _STORAGE_RANGE = {pl.Int16: (-(1 << 15), (1 << 15) - 1), pl.Int8: (-(1 << 7), (1 << 7) - 1)}
+_NUMPY_STORAGE = {pl.Int16: np.int16, pl.Int8: np.int8}
 
 
 @dataclass(frozen=True)
@@ -210,8 +211,13 @@ def check_integer_column(
     if s.dtype.is_integer() and s.len() > 0 and s.null_count() < s.len():
         s_min, s_max = s.min(), s.max()
         if lo <= s_min and s_max <= hi:  # type: ignore[operator]
-            # fits the storage type: a direct cast (no copy at all when it is already that type)
-            return (s if s.dtype == dtype else s.cast(dtype)).alias(name)
+            # fits the storage type: a direct cast (no copy at all when it is already that type; NumPy's
+            # cast of a column without nulls is several times faster than Polars')
+            if s.dtype == dtype:
+                return s.alias(name)
+            if s.null_count() == 0 and s.n_chunks() == 1:
+                return pl.Series(name, s.to_numpy().astype(_NUMPY_STORAGE[dtype]))  # type: ignore[index]
+            return s.cast(dtype).alias(name)
     if s.dtype.is_integer():
         out = s.clip(upper_bound=hi) if s.dtype == pl.UInt64 else s
         return out.cast(pl.Int64).clip(lo, hi).cast(dtype).alias(name)

@@ -3,17 +3,20 @@
 Building 10 million twins used to cost more than simulating them: Polars' ``unique`` + ``replace_strict``
 per string column, ``n_unique`` over the string ids, one Python string of all ids for their keys, and
 ``pl.from_pandas`` walking every Python object of every pandas ``object`` column. This module replaces
-those steps with passes of the kernels in :mod:`twinkernel.kernels.frame`; each function returns exactly
-what the slow path returns, or ``None`` when it cannot (then the caller takes the slow path):
+those steps with passes of the kernels in :mod:`twinkernel.kernels.frame` and
+:mod:`twinkernel.kernels.frame_views`; each function returns exactly what the slow path returns, or
+``None`` when it cannot (then the caller takes the slow path):
 
 - :func:`string_view_keys`: the twin keys of a String column read from Polars' string views (exported to
-  Arrow without a copy; needs ``pyarrow``), and whether the column is strictly increasing;
-- :func:`string_codes`: the codes of a low-cardinality String column in one pass over its views;
+  Arrow without a copy, data buffers read in place; needs ``pyarrow``), and whether the column is strictly
+  increasing;
+- :func:`string_codes`: the codes of a low-cardinality String column in one pass over its views, through
+  a collision-free table of its labels;
 - :func:`keys_are_unique`: whether 64-bit twin keys are all distinct (a duplicate key sends the caller to
   the exact check on the ids themselves, so a hash collision never rejects a valid frame);
 - :func:`frame_from_pandas`: a pandas frame as Polars, with the categorical ``object`` columns read
   through the identity of their Python objects (a column of 10 M strings usually holds a handful of
-  distinct objects) instead of converting 10 M objects one by one.
+  distinct objects, coded in one pass over the pointers) instead of converting 10 M objects one by one.
 """
 
 from __future__ import annotations
@@ -41,27 +44,36 @@ __all__ = [
 
 _NO_ROWS_U8 = np.empty(0, dtype=np.uint8)
 _NO_ROWS_U32 = np.empty(0, dtype=np.uint32)
-_INLINE_BYTES = 12  # Arrow string views hold strings of up to 12 bytes in the view itself
+_SCRATCH = np.zeros(64, dtype=np.uint8)  # where the kernels' loads of a malformed view go
+_MAX_TABLE_BITS = 16
+_MULTIPLIER_TRIES = 16
 
 
 @dataclass(frozen=True)
 class StringViews:
-    """A String column in Arrow's string-view layout (see :mod:`twinkernel.kernels.frame`)."""
+    """A String column in Arrow's string-view layout (see :mod:`twinkernel.kernels.frame_views`).
 
-    view_bytes: np.ndarray  # uint8, 16 per row
-    wide: np.ndarray  # the same views as uint64, 2 per row
-    words: np.ndarray  # the same views as uint32, 4 per row
-    blob: np.ndarray  # uint8: the data buffers (strings longer than 12 bytes), concatenated
-    bases: np.ndarray  # int64: where each data buffer starts in blob
+    The kernels read the data buffers through ``bases`` (addresses): ``owner`` (the Arrow array) keeps
+    that memory alive and must outlive every kernel call.
+    """
+
+    wide: np.ndarray  # uint64, 2 per row: the views
+    bases: np.ndarray  # int64: the address of each data buffer (one zero-sized entry when there is none)
+    sizes: np.ndarray  # int64: the size of each data buffer
+    owner: object
 
     @property
-    def all_inline(self) -> bool:
-        return self.blob.shape[0] <= 1 or int(self.words[::4].max(initial=0)) <= _INLINE_BYTES
+    def address(self) -> int:
+        return int(self.wide.ctypes.data)
+
+    @property
+    def dummy(self) -> int:
+        return int(_SCRATCH.ctypes.data)
 
 
 def string_views(s: pl.Series) -> StringViews | None:
-    """The views of a String column: Polars' own memory exported to Arrow without a copy (only the data
-    buffers of strings longer than 12 bytes are concatenated). ``None`` without ``pyarrow``."""
+    """The views of a String column: Polars' own memory exported to Arrow, nothing copied (a column in
+    several chunks is rechunked first). ``None`` without ``pyarrow``."""
     try:
         import pyarrow as pa
     except ImportError:
@@ -75,25 +87,23 @@ def string_views(s: pl.Series) -> StringViews | None:
     buffers = arr.buffers()
     n = len(arr)
     if buffers[1] is None or n == 0:
-        view_bytes = np.zeros(16 * max(n, 1), dtype=np.uint8)
+        wide = np.zeros(2 * max(n, 1), dtype=np.uint64)
     else:
-        view_bytes = np.frombuffer(buffers[1], dtype=np.uint8)[16 * arr.offset : 16 * (arr.offset + n)]
-    data = [np.frombuffer(b, dtype=np.uint8) for b in buffers[2:] if b is not None]
-    bases = np.zeros(max(1, len(data)), dtype=np.int64)
-    if len(data) > 1:
-        np.cumsum([d.shape[0] for d in data[:-1]], out=bases[1:])
-    blob = np.concatenate(data) if data else np.zeros(1, dtype=np.uint8)
-    return StringViews(view_bytes, view_bytes.view(np.uint64), view_bytes.view(np.uint32), blob, bases)
+        raw = np.frombuffer(buffers[1], dtype=np.uint8)[16 * arr.offset : 16 * (arr.offset + n)]
+        wide = raw.view(np.uint64) if raw.ctypes.data % 8 == 0 else raw.copy().view(np.uint64)
+    data = [b for b in buffers[2:] if b is not None]
+    bases = np.array([b.address for b in data] or [int(_SCRATCH.ctypes.data)], dtype=np.int64)
+    sizes = np.array([b.size for b in data] or [0], dtype=np.int64)
+    return StringViews(wide, bases, sizes, (arr, _SCRATCH))
 
 
 def string_view_keys(s: pl.Series, n_blocks: int) -> tuple[np.ndarray, bool] | None:
     """Twin keys of a String column without nulls, and whether its rows strictly increase.
 
     The keys equal :func:`twinkernel.kernels._rng.twin_keys_from_strings` over the UTF-8 bytes. ``None``
-    without ``pyarrow``.
+    without ``pyarrow`` or for a malformed view.
     """
-    from .kernels.frame import inline_string_keys
-    from .kernels.frame import string_view_keys as kernel
+    from .kernels.frame_views import string_keys
 
     views = string_views(s)
     if views is None:
@@ -102,11 +112,61 @@ def string_view_keys(s: pl.Series, n_blocks: int) -> tuple[np.ndarray, bool] | N
     out = np.empty(n, dtype=np.uint64)
     if n == 0:
         return out, True
-    blocks = min(n_blocks, n)
-    if views.all_inline:
-        return out, bool(inline_string_keys(views.wide, blocks, out))
     v = views
-    return out, bool(kernel(v.view_bytes, v.wide, v.words, v.blob, v.bases, blocks, out))
+    increasing = string_keys(v.wide, v.address, v.bases, v.sizes, v.dummy, min(n_blocks, n), out)
+    if increasing < 0:
+        return None
+    return out, bool(increasing)
+
+
+def _multiplier(bits: int, attempt: int) -> int:
+    """An odd 64-bit multiplier, a fixed function of its arguments (splitmix64 in plain Python)."""
+    z = ((bits << 32) + attempt + 0x9E3779B97F4A7C15) % (1 << 64)
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % (1 << 64)
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % (1 << 64)
+    return (z ^ (z >> 31)) | 1
+
+
+def _label_table(views: StringViews, n_labels: int) -> tuple[Any, ...] | None:
+    """The labels' keys (plus one entry no row matches) and a collision-free table of them:
+    ``(table, multiplier, shift, k0, k1, k2, long_flag)``; ``None`` when no tried multiplier separates
+    them (labels longer than 20 bytes that agree in length, first 12 and last 8 bytes)."""
+    from .kernels.frame_views import label_keys
+
+    k0 = np.zeros(n_labels + 1, dtype=np.uint64)
+    k1 = np.full(n_labels + 1, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)  # no row's second word
+    k2 = np.zeros(n_labels + 1, dtype=np.uint64)
+    long_flag = np.zeros(n_labels + 1, dtype=np.bool_)
+    v = views
+    m = n_labels
+    if m and not label_keys(v.wide, v.bases, v.sizes, v.dummy, k0[:m], k1[:m], k2[:m], long_flag[:m]):
+        return None
+    found = _perfect_table(k0[:m], k1[:m], k2[:m], long_flag[:m])
+    return None if found is None else (*found, k0, k1, k2, long_flag)
+
+
+def _perfect_table(
+    k0: np.ndarray, k1: np.ndarray, k2: np.ndarray, long_flag: np.ndarray
+) -> tuple[np.ndarray, np.uint64, np.uint64] | None:
+    """``(table, multiplier, shift)``: a table of ``2**(64 - shift)`` int32 slots holding each key's
+    index at its :func:`~twinkernel.kernels.frame_views._slot` (no two keys share one) and ``len(k0)``
+    elsewhere, from the first of a fixed sequence of multipliers that separates the keys (``None`` when
+    none does: equal keys)."""
+    from .kernels.frame_views import label_slots
+
+    n = k0.shape[0]
+    bits = max(1, (4 * max(n, 1) - 1).bit_length())
+    while bits <= _MAX_TABLE_BITS:
+        shift = np.uint64(64 - bits)
+        for attempt in range(_MULTIPLIER_TRIES):
+            mult = np.uint64(_multiplier(bits, attempt))
+            slots = label_slots(k0, k1, k2, long_flag, mult, shift)
+            if np.unique(slots).shape[0] == n:
+                table = np.full(1 << bits, n, dtype=np.int32)
+                table[slots] = np.arange(n, dtype=np.int32)
+                return table, mult, shift
+        bits += 1
+    return None
 
 
 def string_codes(
@@ -116,11 +176,11 @@ def string_codes(
 
     ``table_for(labels)`` gives the code of each label and, last, the code of a null row. The labels are
     guessed from the first ``settings.chunk_rows`` rows; if a later row holds another value, the pass is
-    repeated with every distinct value (Polars' ``unique``). Matching is exact: an inline string (at most
-    12 bytes) by its bytes and length, a longer one by its length and first 12 bytes, then byte by byte.
-    ``None`` without ``pyarrow`` or with more than ``settings.dictionary_cap`` distinct values.
+    repeated with every distinct value (Polars' ``unique``). Matching is exact (see
+    :func:`twinkernel.kernels.frame_views.view_codes`). ``None`` without ``pyarrow``, with more than
+    ``settings.dictionary_cap`` distinct values, or labels the kernel's keys cannot tell apart.
     """
-    from .kernels.frame import inline_view_codes, view_codes, view_record_keys
+    from .kernels.frame_views import view_codes, view_null_codes
 
     views = string_views(s)
     if views is None:
@@ -132,30 +192,28 @@ def string_codes(
             labels = sorted(s.drop_nulls().unique().to_list())
         if len(labels) > settings.dictionary_cap:
             return None
-        table = table_for(labels)
-        key0 = np.zeros(len(labels), dtype=np.uint64)
-        key1 = np.zeros(len(labels), dtype=np.uint64)
-        label_views = string_views(pl.Series(labels, dtype=pl.String))
-        if labels and label_views is not None:
-            lv = label_views
-            view_record_keys(lv.wide, lv.words, lv.blob, lv.bases, key0, key1)
-        encoded = [lab.encode("utf-8") for lab in labels]
-        label_offsets = np.zeros(len(labels) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e in encoded], out=label_offsets[1:])
+        label_series = pl.Series(labels, dtype=pl.String)
+        label_views = string_views(label_series)
+        found = None if label_views is None else _label_table(label_views, len(labels))
+        if found is None:
+            return None
+        table, mult, shift, k0, k1, k2, long_flag = found
+        encoded = [lab.encode("utf-8") + b"\0" * 8 for lab in labels]
         label_bytes = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
-        out = np.empty(s.len(), dtype=table.dtype)
+        starts = np.zeros(len(labels) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded[:-1]], out=starts[1 : len(labels)])
+        label_data = starts + int(label_bytes.ctypes.data)
+        codes = table_for(labels)
+        final = np.append(codes[:-1], codes.dtype.type(0))
+        out = np.empty(s.len(), dtype=codes.dtype)
         v = views
-        if v.all_inline and (not labels or label_views is None or label_views.all_inline):
-            missed = inline_view_codes(
-                v.wide, valid, key0, key1, table[:-1], table[-1], settings.key_blocks, out
-            )
-            if missed == 0:
-                return labels, out
-            continue
-        missed = view_codes(
-            v.wide, v.words, v.blob, v.bases, valid, key0, key1, label_bytes, label_offsets,
-            table[:-1], table[-1], settings.key_blocks, out,
-        )  # fmt: skip
+        labels_inline = not bool(long_flag.any())
+        args = (v.wide, v.bases, v.sizes, v.dummy, labels_inline, table, mult, shift, k0, k1, k2, long_flag)
+        blocks = min(settings.key_blocks, max(s.len(), 1))
+        missed = view_codes(*args, label_data, final, blocks, out)
+        if valid.shape[0]:
+            missed -= view_null_codes(*args, label_data, valid, codes[-1], out)
+        del label_views
         if missed == 0:
             return labels, out
     return None
@@ -234,23 +292,32 @@ def _object_addresses(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.Series | None:
-    """A pandas ``object`` column of strings as a Polars Enum (sorted labels, every one present), found
-    through the distinct Python objects; ``None`` when it holds anything but str and missing values, or
-    too many distinct objects."""
-    values = col.to_numpy(dtype=object, copy=False)
-    if values.ndim != 1 or values.dtype != object:
+def _object_guess(addresses: np.ndarray, settings: FrameEncodingConfig) -> tuple[Any, ...] | None:
+    """The distinct objects of the first ``settings.chunk_rows`` rows (the usual column holds a few
+    interned strings, all seen early): ``(first_rows, table, multiplier, shift, keys)`` for
+    :func:`~twinkernel.kernels.frame.address_codes`, in order of first appearance; ``None`` for too many."""
+    distinct, first_rows = np.unique(addresses[: settings.chunk_rows], return_index=True)
+    if distinct.shape[0] > settings.dictionary_cap:
         return None
-    values = np.ascontiguousarray(values)
-    addresses = _object_addresses(values)
-    d = _dictionary(addresses, _NO_ROWS_U32, _NO_ROWS_U8, settings)
-    if d is None:
+    order = np.argsort(first_rows)
+    keys = np.append(distinct[order], np.uint64(0))  # then one entry no object has (a null pointer)
+    m = keys.shape[0] - 1
+    zeros = np.zeros(m, dtype=np.uint64)
+    found = _perfect_table(keys[:m], zeros, zeros, np.zeros(m, dtype=np.bool_))
+    if found is None:
         return None
+    return (first_rows[order].astype(np.int64), *found, keys)
+
+
+def _object_labels(values: np.ndarray, first_rows: np.ndarray) -> tuple[list[str], np.ndarray] | None:
+    """The sorted labels of the objects at ``first_rows`` and each one's code (the dtype's largest value
+    for a missing value: uint8 for fewer than 255 labels, the Enum's own code width, else uint32);
+    ``None`` when one is neither str nor missing."""
+    null = np.uint32(0xFFFFFFFF)
     labels: list[str] = []
     index: dict[str, int] = {}
-    final = np.empty(d.first_rows.shape[0], dtype=np.uint32)
-    null = np.uint32(0xFFFFFFFF)
-    for g, row in enumerate(d.first_rows):
+    final = np.empty(first_rows.shape[0], dtype=np.uint32)
+    for g, row in enumerate(first_rows):
         obj = values[row]
         if isinstance(obj, str):
             code = index.get(obj)
@@ -262,17 +329,59 @@ def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.S
             final[g] = null
         else:
             return None  # numbers, bytes ...: pl.from_pandas decides (and names the problem)
-    del addresses
     # sorted labels, every one present: without nulls, the Enum the population keeps as it is
     order = sorted(range(len(labels)), key=labels.__getitem__)
     rank = np.empty(len(labels) + 1, dtype=np.uint32)
     rank[order] = np.arange(len(labels), dtype=np.uint32)
     rank[-1] = null
-    final = rank[np.where(final == null, len(labels), final)]
-    codes = pl.Series(name, d.codes(final, int(null)))
+    codes = rank[np.where(final == null, len(labels), final)]
+    if len(labels) < 255:
+        codes = np.where(codes == null, 255, codes).astype(np.uint8)
+    return sorted(labels), codes
+
+
+def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.Series | None:
+    """A pandas ``object`` column of strings as a Polars Enum (sorted labels, every one present), found
+    through the distinct Python objects; ``None`` when it holds anything but str and missing values, or
+    too many distinct objects.
+
+    The objects of the first rows are guessed to be all of them, and every row is coded in one pass over
+    the object pointers; when a later row holds another object, the chunked dictionary finds them all.
+    """
+    from .kernels.frame import address_codes
+
+    values = col.to_numpy(dtype=object, copy=False)
+    if values.ndim != 1 or values.dtype != object:
+        return None
+    values = np.ascontiguousarray(values)
+    addresses = _object_addresses(values)
+    codes: np.ndarray | None = None
+    guess = _object_guess(addresses, settings)
+    if guess is not None:
+        first_rows, table, mult, shift, keys = guess
+        found = _object_labels(values, first_rows)
+        if found is None:
+            return None
+        labels, final = found
+        codes = np.empty(addresses.shape[0], dtype=final.dtype)
+        missed = address_codes(
+            addresses, table, mult, shift, keys, np.append(final, final.dtype.type(0)), settings.key_blocks,
+            codes,
+        )  # fmt: skip
+        codes = None if missed else codes
+    if codes is None:
+        d = _dictionary(addresses, _NO_ROWS_U32, _NO_ROWS_U8, settings)
+        found = None if d is None else _object_labels(values, d.first_rows)
+        if d is None or found is None:
+            return None
+        labels, final = found
+        codes = d.codes(final, int(np.iinfo(final.dtype).max))
+    del addresses
+    null = np.iinfo(final.dtype).max
+    out = pl.Series(name, codes)
     if bool(np.any(final == null)):
-        codes = pl.select(pl.when(codes == null).then(None).otherwise(codes)).to_series().alias(name)
-    return codes.cat.to(pl.Enum(sorted(labels)))
+        out = pl.select(pl.when(out == null).then(None).otherwise(out)).to_series().alias(name)
+    return out.cat.to(pl.Enum(labels))
 
 
 def _object_strings(name: str, col: Any) -> pl.Series | None:
