@@ -26,3 +26,6 @@ class FrameEncodingConfig(BaseModel):
     key_blocks: int = Field(ge=1, le=4096)
     """Fixed blocks (the work split over threads) of the passes over all rows: twin keys, category codes,
     the duplicate check's counting and scatter passes."""
+    threaded_min_rows: int = Field(ge=0)
+    """Rows from which ``from_frame`` runs its per-column NumPy and Polars steps (float and integer checks,
+    building the Enum columns) on the library's numba threads; smaller frames run them in one thread."""

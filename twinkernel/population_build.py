@@ -6,22 +6,30 @@ The column constants and :class:`KernelColumns` live here with the build so that
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
+import numba
 import numpy as np
 import polars as pl
 
 from .config import TwinkernelConfig
 from .models import ADOPTION_STAGES
 from .population_checks import (
+    FloatColumn,
     _as_numpy,
-    _encode_category,
     _enum_labels,
+    category_codes,
+    category_enum,
     check_float_column,
     check_integer_column,
     check_twin_ids,
     twin_keys,
 )
+
+_T = TypeVar("_T")
 
 __all__ = [
     "ADOPTION_CATEGORIES",
@@ -155,10 +163,23 @@ def build_columns(
         if s.null_count():
             defaulted[_as_numpy(s.is_null())] |= DEFAULTED_BITS[name]
 
+    # The NumPy and Polars steps below release the GIL: on a big frame they run on the library's threads
+    # (the kernels in between already use them). Results and warnings come back in column order.
+    threads = numba.get_num_threads() if n >= encoding.threaded_min_rows else 1
+
+    def check_float(name: str) -> FloatColumn:
+        bound = checks.max_abs_value if name == "baseline_outcome" else None
+        return check_float_column(frame[name], name, row_ids, bound)
+
+    def check_integer(name: str) -> pl.Series:
+        return check_integer_column(frame[name], name, _INT_COLUMNS[name], row_ids)
+
+    floats = _in_order(check_float, [c for c in _FLOAT_COLUMNS if c in frame.columns], threads)
+    integers = _in_order(check_integer, [c for c in _INT_COLUMNS if c in frame.columns], threads)
+
     for name in _FLOAT_COLUMNS:
-        if name in frame.columns:
-            bound = checks.max_abs_value if name == "baseline_outcome" else None
-            checked = check_float_column(frame[name], name, row_ids, bound)
+        if name in floats:
+            checked = floats[name]
             s = checked.series
             if checked.out_of_range:
                 example = checked.example_row
@@ -176,29 +197,25 @@ def build_columns(
         cols[name] = s.alias(name)
 
     for name, dtype in _INT_COLUMNS.items():
-        if name in frame.columns:
-            s = check_integer_column(frame[name], name, dtype, row_ids)
-        else:
-            s = pl.Series(name, [None] * n, dtype=dtype)
+        s = integers[name] if name in integers else pl.Series(name, [None] * n, dtype=dtype)
         mark_nulls(name, s)
         if s.null_count():
             s = s.fill_null(int(getattr(defaults, name)))
         cols[name] = s.alias(name)
 
-    for name in _CATEGORY_COLUMNS:
+    codes: dict[str, pl.Series | tuple[str, np.ndarray, list[str]]] = {}
+    for name in (*_CATEGORY_COLUMNS, "adoption_stage"):
         s = frame[name] if name in frame.columns else pl.Series(name, [None] * n, dtype=pl.String)
         mark_nulls(name, s)
-        cols[name] = _encode_category(s, getattr(defaults, name), encoding=encoding).alias(name)
-
-    s = (
-        frame["adoption_stage"]
-        if "adoption_stage" in frame.columns
-        else pl.Series("adoption_stage", [None] * n, dtype=pl.String)
-    )
-    mark_nulls("adoption_stage", s)
-    cols["adoption_stage"] = _encode_category(
-        s, defaults.adoption_stage, forced=ADOPTION_CATEGORIES, normalise=True, encoding=encoding
-    ).alias("adoption_stage")
+        if name == "adoption_stage":
+            codes[name] = category_codes(
+                s, defaults.adoption_stage, forced=ADOPTION_CATEGORIES, normalise=True, encoding=encoding
+            )
+        else:
+            codes[name] = category_codes(s, getattr(defaults, name), encoding=encoding)
+    enums = _in_order(lambda name: category_enum(codes[name]), list(codes), threads)
+    for name, enum in enums.items():
+        cols[name] = enum.alias(name)
 
     ordered = ["twin_id", *TWIN_FEATURE_COLUMNS, "baseline_outcome", "baseline_propensity"]
     extra = [c for c in frame.columns if c not in cols]
@@ -251,3 +268,12 @@ def build_columns(
         twin_key=keys,
     )
     return out, columns, missing
+
+
+def _in_order(fn: Callable[[str], _T], names: list[str], threads: int) -> dict[str, _T]:
+    """``{name: fn(name)}`` in ``names``' order, on ``threads`` threads when more than one (the first
+    error in that order is raised, as a plain loop would)."""
+    if threads <= 1 or len(names) <= 1:
+        return {name: fn(name) for name in names}
+    with ThreadPoolExecutor(max_workers=min(threads, len(names))) as pool:
+        return dict(zip(names, pool.map(fn, names), strict=True))

@@ -75,6 +75,31 @@ def _encode_category(
 ) -> pl.Series:
     """Encode a column as a polars Enum without materialising per-row strings; nulls take ``default``.
 
+    :func:`category_codes` then :func:`category_enum` (``from_frame`` runs the second step of several
+    columns on threads).
+    """
+    return category_enum(category_codes(s, default, forced, normalise, encoding))
+
+
+def category_enum(parts: pl.Series | tuple[str, np.ndarray, list[str]]) -> pl.Series:
+    """The Enum column of :func:`category_codes`'s result: ``(name, codes, categories)`` or a ready
+    column. Polars validates the codes here (about 15 ms per 10 M rows; it releases the GIL)."""
+    if isinstance(parts, pl.Series):
+        return parts
+    name, codes, target = parts
+    return pl.Series(name, codes).cat.to(pl.Enum(target))
+
+
+def category_codes(
+    s: pl.Series,
+    default: str,
+    forced: Sequence[str] | None = None,
+    normalise: bool = False,
+    encoding: FrameEncodingConfig | None = None,
+) -> pl.Series | tuple[str, np.ndarray, list[str]]:
+    """The codes and categories of :func:`_encode_category`'s Enum (or the column itself when it already
+    is that Enum); nulls take ``default``.
+
     Only the distinct labels are handled in Python: rows are mapped through a small code lookup. With
     ``forced`` the categories are fixed (stable codes across frames) and any label outside them becomes
     ``"other"``; ``normalise`` strips and lower-cases labels before matching. Otherwise the categories are
@@ -128,7 +153,7 @@ def _encode_category(
         codes = table[to_rank][raw]
     else:
         codes = table[_as_numpy(physical.fill_null(len(labels)).cast(pl.UInt32))]
-    return pl.Series(s.name, codes).cat.to(pl.Enum(target))
+    return s.name, codes, target
 
 
 def _targets(

@@ -34,7 +34,7 @@ from twinkernel.population_encode import (
     string_view_keys,
 )
 
-SMALL = FrameEncodingConfig(chunk_rows=256, dictionary_cap=40, keys_per_partition=1024, key_blocks=7)
+SMALL = FrameEncodingConfig(chunk_rows=256, dictionary_cap=40, keys_per_partition=1024, key_blocks=7, threaded_min_rows=0)
 CATEGORIES = ("specialty", "region", "preferred_channel", "adoption_stage")
 NO_U8 = np.empty(0, dtype=np.uint8)
 NO_U32 = np.empty(0, dtype=np.uint32)
@@ -268,7 +268,11 @@ class TestWholePopulation:
         slow_cfg = config.model_copy(
             update={
                 "simulation": config.simulation.model_copy(
-                    update={"frame_encoding": SMALL.model_copy(update={"dictionary_cap": 1})}
+                    update={
+                        "frame_encoding": SMALL.model_copy(
+                            update={"dictionary_cap": 1, "threaded_min_rows": 10**9}  # one thread
+                        )
+                    }
                 )
             }
         )
@@ -278,6 +282,7 @@ class TestWholePopulation:
         fast = TwinPopulation.from_frame(frame, config=fast_cfg)
         slow = TwinPopulation.from_frame(frame, config=slow_cfg)
         _assert_same_population(fast, slow)
+        assert fast.warnings == slow.warnings  # threaded checks report in column order
         assert any("baseline_outcome" in w and "infinite" in w for w in fast.warnings)
         spec = fast.frame["specialty"]
         assert spec.dtype.categories.to_list() == sorted(
@@ -290,6 +295,22 @@ class TestWholePopulation:
         for raw, out in zip(stages, got, strict=True):
             expected = "early_majority" if raw is None else raw.strip().lower()
             assert out == (expected if expected in ADOPTION_STAGES else "other")
+
+    def test_threaded_checks_raise_the_first_error_in_column_order(self, config):
+        frame = _tricky_frame(600, seed=5).with_columns(
+            pl.Series("digital_engagement_score", ["x"] * 600),  # first float column: not numbers
+            pl.Series("priority_tier", [1.5] * 600),  # an integer column: not whole numbers
+        )
+        messages = []
+        for rows in (0, 10**9):  # threads, then one thread
+            encoding = SMALL.model_copy(update={"threaded_min_rows": rows})
+            cfg = config.model_copy(
+                update={"simulation": config.simulation.model_copy(update={"frame_encoding": encoding})}
+            )
+            with pytest.raises(ValueError, match="`digital_engagement_score` must hold numbers") as err:
+                TwinPopulation.from_frame(frame, config=cfg)
+            messages.append(str(err.value))
+        assert messages[0] == messages[1]
 
     @pytest.mark.parametrize("cats", ["object", "category", "string[pyarrow]"])
     def test_pandas_frames_equal_pl_from_pandas(self, cats):
