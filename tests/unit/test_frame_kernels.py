@@ -21,7 +21,9 @@ from twinkernel.population_encode import (
     string_view_keys,
 )
 
-SMALL = FrameEncodingConfig(chunk_rows=256, dictionary_cap=40, keys_per_partition=1024, key_blocks=7, threaded_min_rows=0)
+SMALL = FrameEncodingConfig(
+    chunk_rows=256, dictionary_cap=40, keys_per_partition=1024, key_blocks=7, threaded_min_rows=0
+)
 # inline (<= 12 bytes), long up to 20 bytes (keys only), longer (middle bytes compared), look-alikes that
 # share length and first 12 bytes, non-ASCII, empty
 LABELS = (

@@ -34,7 +34,9 @@ from twinkernel.population_encode import (
     string_view_keys,
 )
 
-SMALL = FrameEncodingConfig(chunk_rows=256, dictionary_cap=40, keys_per_partition=1024, key_blocks=7, threaded_min_rows=0)
+SMALL = FrameEncodingConfig(
+    chunk_rows=256, dictionary_cap=40, keys_per_partition=1024, key_blocks=7, threaded_min_rows=0
+)
 CATEGORIES = ("specialty", "region", "preferred_channel", "adoption_stage")
 NO_U8 = np.empty(0, dtype=np.uint8)
 NO_U32 = np.empty(0, dtype=np.uint32)
