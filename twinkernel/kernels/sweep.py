@@ -291,4 +291,3 @@ def sweep_pass(
                         groups[kc, c, g, 1] = g_acc[g, 0, kc]
                         groups[kc, c, g, 2] = g_acc[g, 1, kc]
     return counts, sums, groups
-
