@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from tests import naive_population as ref
+from tests.frame_settings import SMALL
 from tests.naive import twin_key
-from twinkernel.config_frame import FrameEncodingConfig
 from twinkernel.kernels import frame as K
 from twinkernel.population_checks import _encode_category
 from twinkernel.population_encode import (
@@ -21,9 +21,6 @@ from twinkernel.population_encode import (
     string_view_keys,
 )
 
-SMALL = FrameEncodingConfig(
-    chunk_rows=256, dictionary_cap=40, keys_per_partition=1024, key_blocks=7, threaded_min_rows=0
-)
 # inline (<= 12 bytes), long up to 20 bytes (keys only), longer (middle bytes compared), look-alikes that
 # share length and first 12 bytes, non-ASCII, empty
 LABELS = (

@@ -19,9 +19,9 @@ import pytest
 
 from tests import naive_population as ref
 from tests.conftest import make_population_frame
+from tests.frame_settings import SMALL
 from tests.naive import twin_key
 from twinkernel import TwinPopulation
-from twinkernel.config_frame import FrameEncodingConfig
 from twinkernel.kernels import frame as K
 from twinkernel.models import ADOPTION_STAGES
 from twinkernel.population import ADOPTION_CATEGORIES, DEFAULTED_BITS
@@ -34,9 +34,6 @@ from twinkernel.population_encode import (
     string_view_keys,
 )
 
-SMALL = FrameEncodingConfig(
-    chunk_rows=256, dictionary_cap=40, keys_per_partition=1024, key_blocks=7, threaded_min_rows=0
-)
 CATEGORIES = ("specialty", "region", "preferred_channel", "adoption_stage")
 NO_U8 = np.empty(0, dtype=np.uint8)
 NO_U32 = np.empty(0, dtype=np.uint32)

@@ -30,7 +30,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,7 +39,8 @@ from ..config_timeout import TimeoutConfig
 from ..kernels import effects as K
 from ..kernels._rng import STREAM_BLOCK_ORDER, fill_uniform
 from ..kernels.stats import combine_columns, shifted_variance
-from ..models import EffectHeterogeneity, FrozenMapping, SimulationResult, SimulationStatus
+from ..models import EffectHeterogeneity, SimulationResult, SimulationStatus
+from .assemble import result_of
 from .boundary import data_quality
 from .intervals import FusedPass, Interval
 from .options import Call, Selection, as_number
@@ -253,25 +253,8 @@ def partial_result(
     inflated = replace(call, params=replace(call.params, tau=math.hypot(call.params.tau, ci.se)))
     decision = engine._decide(ci, used, inflated, dq, warnings)
     decision["between_experiment_sd"] = call.params.tau
-    elapsed = (time.perf_counter() - t_start) * 1e3
-    timings["total_ms"] = elapsed
-    result = SimulationResult(
-        **{**common, "ci_method": PARTIAL_CI_METHOD, "n_resamples": None},
-        **decision,
-        twin_count=sel.n,
-        simulated_ate=ci.ate,
-        simulated_ci_lower=ci.ci_lower,
-        simulated_ci_upper=ci.ci_upper,
-        simulated_std_error=ci.se,
-        effect_heterogeneity=EffectHeterogeneity(),
-        recommended_duration_weeks=call.ic.duration_weeks,
-        status=SimulationStatus.PARTIAL,
-        execution_time_ms=elapsed,
-        timings_ms=FrozenMapping(timings),
-        completed_at=datetime.now(UTC),
-        warnings=tuple(warnings),
-        data_quality=FrozenMapping({k: FrozenMapping(v) for k, v in dq.items()}),
-        memory_usage_mb=(rows.nbytes + n_used * 8) / 2**20,
-        twins_used=n_used,
-    )
-    return result
+    return result_of(
+        {**common, "ci_method": PARTIAL_CI_METHOD, "n_resamples": None}, decision, sel.n, ci,
+        EffectHeterogeneity(), call, SimulationStatus.PARTIAL, warnings, timings, t_start, dq,
+        rows.nbytes + n_used * 8, twins_used=n_used,
+    )  # fmt: skip
