@@ -6,10 +6,7 @@ The column constants and :class:`KernelColumns` live here with the build so that
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numba
 import numpy as np
@@ -28,8 +25,7 @@ from .population_checks import (
     check_twin_ids,
     twin_keys,
 )
-
-_T = TypeVar("_T")
+from .population_encode import in_column_order
 
 __all__ = [
     "ADOPTION_CATEGORIES",
@@ -174,8 +170,8 @@ def build_columns(
     def check_integer(name: str) -> pl.Series:
         return check_integer_column(frame[name], name, _INT_COLUMNS[name], row_ids)
 
-    floats = _in_order(check_float, [c for c in _FLOAT_COLUMNS if c in frame.columns], threads)
-    integers = _in_order(check_integer, [c for c in _INT_COLUMNS if c in frame.columns], threads)
+    floats = in_column_order(check_float, [c for c in _FLOAT_COLUMNS if c in frame.columns], threads)
+    integers = in_column_order(check_integer, [c for c in _INT_COLUMNS if c in frame.columns], threads)
 
     for name in _FLOAT_COLUMNS:
         if name in floats:
@@ -213,7 +209,7 @@ def build_columns(
             )
         else:
             codes[name] = category_codes(s, getattr(defaults, name), encoding=encoding)
-    enums = _in_order(lambda name: category_enum(codes[name]), list(codes), threads)
+    enums = in_column_order(lambda name: category_enum(codes[name]), list(codes), threads)
     for name, enum in enums.items():
         cols[name] = enum.alias(name)
 
@@ -268,12 +264,3 @@ def build_columns(
         twin_key=keys,
     )
     return out, columns, missing
-
-
-def _in_order(fn: Callable[[str], _T], names: list[str], threads: int) -> dict[str, _T]:
-    """``{name: fn(name)}`` in ``names``' order, on ``threads`` threads when more than one (the first
-    error in that order is raised, as a plain loop would)."""
-    if threads <= 1 or len(names) <= 1:
-        return {name: fn(name) for name in names}
-    with ThreadPoolExecutor(max_workers=min(threads, len(names))) as pool:
-        return dict(zip(names, pool.map(fn, names), strict=True))

@@ -22,26 +22,34 @@ those steps with passes of the kernels in :mod:`twinkernel.kernels.frame` and
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+import numba
 import numpy as np
 import polars as pl
 
 from .config_frame import FrameEncodingConfig
 
+if TYPE_CHECKING:
+    from .kernels.object_strings import AsciiLayout
+
 __all__ = [
     "Dictionary",
     "StringViews",
     "frame_from_pandas",
+    "in_column_order",
     "keys_are_unique",
     "string_codes",
     "string_view_keys",
     "string_views",
 ]
 
+_T = TypeVar("_T")
 _NO_ROWS_U8 = np.empty(0, dtype=np.uint8)
 _NO_ROWS_U32 = np.empty(0, dtype=np.uint32)
 _SCRATCH = np.zeros(64, dtype=np.uint8)  # where the kernels' loads of a malformed view go
@@ -340,10 +348,13 @@ def _object_labels(values: np.ndarray, first_rows: np.ndarray) -> tuple[list[str
     return sorted(labels), codes
 
 
-def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.Series | None:
-    """A pandas ``object`` column of strings as a Polars Enum (sorted labels, every one present), found
-    through the distinct Python objects; ``None`` when it holds anything but str and missing values, or
-    too many distinct objects.
+def _object_category(
+    name: str, col: Any, settings: FrameEncodingConfig
+) -> tuple[str, np.ndarray, list[str]] | None:
+    """The codes and labels of a pandas ``object`` column of strings as a Polars Enum (sorted labels,
+    every one present; the Enum itself is built by :func:`_category_series`), found through the distinct
+    Python objects; ``None`` when it holds anything but str and missing values, or too many distinct
+    objects.
 
     The objects of the first rows are guessed to be all of them, and every row is coded in one pass over
     the object pointers; when a later row holds another object, the chunked dictionary finds them all.
@@ -377,20 +388,78 @@ def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> pl.S
         labels, final = found
         codes = d.codes(final, int(np.iinfo(final.dtype).max))
     del addresses
-    null = np.iinfo(final.dtype).max
+    return name, codes, labels
+
+
+def _category_series(parts: tuple[str, np.ndarray, list[str]]) -> pl.Series:
+    """The Enum column of :func:`_object_category`'s codes; the dtype's largest code is a missing value
+    (Polars validates the codes here, releasing the GIL)."""
+    name, codes, labels = parts
     out = pl.Series(name, codes)
-    if bool(np.any(final == null)):
+    null = np.iinfo(codes.dtype).max
+    if len(labels) < null and bool((out == null).any()):
         out = pl.select(pl.when(out == null).then(None).otherwise(out)).to_series().alias(name)
     return out.cat.to(pl.Enum(labels))
 
 
-def _object_strings(name: str, col: Any) -> pl.Series | None:
+def _object_strings(name: str, col: Any, settings: FrameEncodingConfig) -> pl.Series | None:
     """A pandas ``object`` column of str (and None) as a Polars String, without Arrow's per-object
-    conversion; ``None`` when it holds anything else (NaN, numbers ...)."""
+    conversion; ``None`` when it holds anything else (NaN, numbers ...).
+
+    A column of ASCII ``str`` is read by :func:`_ascii_strings`; any other goes through Polars' C-API
+    conversion (one object at a time)."""
+    values = col.to_numpy(dtype=object, copy=False)
+    if values.ndim == 1 and values.dtype == object:
+        fast = _ascii_strings(name, values, settings)
+        if fast is not None:
+            return fast
     try:
-        return pl.Series(name, col.to_numpy(dtype=object, copy=False), dtype=pl.String)
+        return pl.Series(name, values, dtype=pl.String)
     except (TypeError, ValueError):
         return None
+
+
+@functools.cache
+def _ascii_layout() -> AsciiLayout | None:
+    from .kernels.object_strings import probe_layout
+
+    return probe_layout()
+
+
+def _ascii_strings(name: str, values: np.ndarray, settings: FrameEncodingConfig) -> pl.Series | None:
+    """An ``object`` array whose every value is an exact ``str`` of ASCII characters as a Polars String,
+    built from the objects' memory in parallel (:mod:`twinkernel.kernels.object_strings`); ``None`` when
+    some value is anything else, the interpreter's layout is unknown, or ``pyarrow`` is missing."""
+    layout = _ascii_layout()
+    if layout is None:
+        return None
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return None
+
+    from .kernels.object_strings import ascii_lengths, ascii_views
+
+    values = np.ascontiguousarray(values)
+    addresses = _object_addresses(values)
+    n = addresses.shape[0]
+    n_blocks = max(1, min(settings.key_blocks, n))
+    long_bytes = np.zeros(n_blocks, dtype=np.int64)
+    other = ascii_lengths(
+        addresses, np.uint64(layout.str_type), layout.type_offset, layout.length_offset, layout.state_offset,
+        n_blocks, long_bytes,
+    )  # fmt: skip
+    total = int(long_bytes.sum())
+    if other or total >= 1 << 31:  # a view's offset is 32-bit: one data buffer holds < 2 GiB
+        return None
+    starts = np.zeros(n_blocks, dtype=np.int64)
+    np.cumsum(long_bytes[:-1], out=starts[1:])
+    views = np.empty(2 * n, dtype=np.uint64)
+    data = np.empty(max(total, 1), dtype=np.uint8)
+    ascii_views(addresses, layout.length_offset, layout.data_offset, n_blocks, starts, views, data)
+    del addresses  # the kernels are done with the objects
+    array = pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(views), pa.py_buffer(data)])
+    return pl.Series(name, array)
 
 
 def frame_from_pandas(
@@ -398,17 +467,34 @@ def frame_from_pandas(
 ) -> pl.DataFrame:
     """``pl.from_pandas(df)``, faster for the ``object`` columns named in ``category_columns`` (returned
     as Enums, which :func:`~twinkernel.population_checks._encode_category` turns into the same codes as
-    the strings) and ``string_columns`` (returned as String, as ``pl.from_pandas`` would)."""
+    the strings) and ``string_columns`` (returned as String, as ``pl.from_pandas`` would). From
+    ``settings.threaded_min_rows`` rows the Enum columns are built on the library's threads."""
     names = list(df.columns)
     if len(df) == 0 or len(set(names)) != len(names) or not all(isinstance(c, str) for c in names):
         return pl.from_pandas(df)
-    out: list[pl.Series] = []
+    out: dict[str, pl.Series] = {}
+    coded: dict[str, tuple[str, np.ndarray, list[str]]] = {}
     for name in names:
         col = df[name]
         s: pl.Series | None = None
         if col.dtype == object and name in category_columns:
-            s = _object_category(name, col, settings)
+            parts = _object_category(name, col, settings)
+            if parts is not None:
+                coded[name] = parts
+                continue
         elif col.dtype == object and name in string_columns:
-            s = _object_strings(name, col)
-        out.append(cast(pl.Series, pl.from_pandas(col)) if s is None else s)
-    return pl.DataFrame(out)
+            s = _object_strings(name, col, settings)
+        out[name] = cast(pl.Series, pl.from_pandas(col)) if s is None else s
+    threads = numba.get_num_threads() if len(df) >= settings.threaded_min_rows else 1
+    out.update(in_column_order(lambda name: _category_series(coded[name]), list(coded), threads))
+    return pl.DataFrame([out[name] for name in names])
+
+
+def in_column_order(fn: Callable[[str], _T], names: list[str], threads: int) -> dict[str, _T]:
+    """``{name: fn(name)}`` in ``names``' order, on ``threads`` threads when more than one (the first
+    error in that order is raised, as a plain loop would). For steps that release the GIL (NumPy, Polars);
+    never for numba's parallel kernels, which must not be entered from two threads at once."""
+    if threads <= 1 or len(names) <= 1:
+        return {name: fn(name) for name in names}
+    with ThreadPoolExecutor(max_workers=min(threads, len(names))) as pool:
+        return dict(zip(names, pool.map(fn, names), strict=True))

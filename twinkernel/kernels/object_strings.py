@@ -1,0 +1,168 @@
+"""Kernels that read a NumPy ``object`` array of Python ``str`` as an Arrow string-view column.
+
+Converting a pandas ``object`` column of 10 M ids to a Polars String costs more than simulating the
+population (Polars and Arrow visit each Python object through the C API, one at a time, holding the GIL).
+For the usual case, every value an exact ``str`` of ASCII characters, the bytes sit at a fixed place in
+each object: CPython stores a *compact ASCII* string as its header followed by the characters. These
+kernels read that memory directly, in parallel and without the GIL, and write Arrow's string views
+(16 bytes per row: the length and up to 12 inline bytes, or the length, a 4-byte prefix and the offset of
+the bytes in one data buffer).
+
+The layout is an implementation detail of CPython, so nothing is assumed: :func:`probe_layout` derives the
+offsets from the running interpreter and checks them on probe strings of every kind (ASCII, interned,
+Latin-1, UCS-2, UCS-4, a ``str`` subclass, ``None``); when any check fails the caller takes the C-API
+path. A row is read only after its object's type pointer is that of ``str`` and its state byte says
+compact ASCII; any other row (``None``, NaN, a subclass, non-ASCII text) is counted and the caller falls
+back for the whole column, so the result is always the same column the C-API path builds.
+
+The objects must stay alive and the array unchanged while a kernel runs: the caller holds the array.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from .frame_views import _INLINE, _load_u8, _load_u64
+
+__all__ = ["AsciiLayout", "ascii_lengths", "ascii_views", "probe_layout"]
+
+_KIND_COMPACT_ASCII_MASK = 0x7C  # state bits 2..4 (kind), 5 (compact), 6 (ascii); bits 0..1 are "interned"
+_KIND_COMPACT_ASCII = 0x64  # kind 1 (one byte per character), compact, ascii
+
+
+@dataclass(frozen=True)
+class AsciiLayout:
+    """Byte offsets, from an object's address, of the fields the kernels read."""
+
+    type_offset: int  # the type pointer (PyObject header)
+    length_offset: int  # the length in characters (= bytes for ASCII)
+    state_offset: int  # the state byte: interned, kind, compact, ascii bits
+    data_offset: int  # the first character of a compact ASCII string
+    str_type: int  # the address of the ``str`` type object
+
+
+@njit(inline="always", cache=True)
+def _compact_ascii_length(p, str_type, type_offset, length_offset, state_offset):
+    """The length of the string at address ``p`` when it is an exact ``str`` in compact ASCII form, else
+    -1 (nothing past the type pointer is read for another object)."""
+    if p == 0 or _load_u64(p + type_offset) != str_type:
+        return np.int64(-1)
+    if (_load_u8(p + state_offset) & _KIND_COMPACT_ASCII_MASK) != _KIND_COMPACT_ASCII:
+        return np.int64(-1)
+    return np.int64(_load_u64(p + length_offset))
+
+
+@njit(parallel=True, cache=True)
+def ascii_lengths(addresses, str_type, type_offset, length_offset, state_offset, n_blocks, long_bytes):
+    """Each block's bytes of strings longer than 12 into ``long_bytes``; returns the number of rows that
+    are not compact ASCII ``str`` (nothing is written per row: a 10 M-row array of lengths costs more to
+    allocate than :func:`ascii_views` takes to read each length again)."""
+    n = addresses.shape[0]
+    block = (n + n_blocks - 1) // n_blocks
+    other = np.zeros(n_blocks, dtype=np.int64)
+    for b in prange(n_blocks):
+        count = 0
+        long_total = 0
+        for i in range(b * block, min(n, (b + 1) * block)):
+            length = _compact_ascii_length(
+                np.int64(addresses[i]), str_type, type_offset, length_offset, state_offset
+            )
+            count += length < 0
+            if length > _INLINE:
+                long_total += length
+        other[b] = count
+        long_bytes[b] = long_total
+    return other.sum()
+
+
+@njit(parallel=True, cache=True)
+def ascii_views(addresses, length_offset, data_offset, n_blocks, starts, views, data):
+    """The string views of every row into ``views`` (uint64, two words per row) and the bytes of strings
+    longer than 12 into ``data`` (buffer 0), block ``b``'s from ``starts[b]``; only after
+    :func:`ascii_lengths` found every row compact ASCII. Bytes are read one at a time: nothing past a
+    string's end is touched."""
+    n = addresses.shape[0]
+    block = (n + n_blocks - 1) // n_blocks
+    for b in prange(n_blocks):
+        pos = starts[b]
+        for i in range(b * block, min(n, (b + 1) * block)):
+            obj = np.int64(addresses[i])
+            length = np.int64(_load_u64(obj + length_offset))
+            p = obj + data_offset
+            w0 = np.uint64(length)
+            w1 = np.uint64(0)
+            for j in range(length if length < 4 else 4):
+                w0 |= np.uint64(_load_u8(p + j)) << np.uint64(32 + 8 * j)
+            if length <= _INLINE:
+                for j in range(4, length):
+                    w1 |= np.uint64(_load_u8(p + j)) << np.uint64(8 * (j - 4))
+            else:
+                w1 = np.uint64(pos) << np.uint64(32)  # buffer 0, at offset pos
+                for j in range(length):
+                    data[pos + j] = _load_u8(p + j)
+                pos += length
+            views[2 * i] = w0
+            views[2 * i + 1] = w1
+
+
+class _Subclass(str):
+    pass
+
+
+def _probe_strings() -> tuple[list[str], list[object]]:
+    """Fresh compact ASCII strings (built at run time, one interned), and objects that are not."""
+    digits = "".join(str(d) for d in range(10))
+    ascii_ = ["", "a" + digits[:0], "hcp-" + digits[:8], "x" * 13 + digits]
+    ascii_.append(sys.intern("twinkernel-" + digits))
+    others: list[object] = ["é" + digits, "Δ" + digits, "\U0001f600" + digits]
+    others += [_Subclass("abc" + digits), None]
+    return ascii_, others
+
+
+def probe_layout() -> AsciiLayout | None:
+    """The layout of compact ASCII strings in this interpreter, checked on probe objects; ``None`` when
+    this is not CPython or any check fails (the caller then converts through the C API)."""
+    if sys.implementation.name != "cpython" or not hasattr(sys, "getsizeof"):
+        return None
+    pointer = ctypes.sizeof(ctypes.c_void_p)
+    if pointer != 8 or sys.byteorder != "little":
+        return None
+    layout = AsciiLayout(
+        type_offset=pointer,  # after the reference count
+        length_offset=2 * pointer,
+        state_offset=4 * pointer,  # after the length and the cached hash
+        data_offset=sys.getsizeof("") - 1,  # the header, then the characters and a terminating NUL
+        str_type=id(str),
+    )
+    ascii_, others = _probe_strings()
+    try:
+        for text in ascii_:
+            if _read_probe(text, layout) != text.encode("ascii"):
+                return None
+        for obj in others:
+            if _read_probe(obj, layout) is not None:
+                return None
+    except (OSError, ValueError):
+        return None
+    return layout
+
+
+def _read_probe(obj: object, layout: AsciiLayout) -> bytes | None:
+    """What the kernels would read of one object (the same test, in Python)."""
+    if obj is None:
+        return None
+    address = id(obj)
+    if int.from_bytes(ctypes.string_at(address + layout.type_offset, 8), "little") != layout.str_type:
+        return None
+    state = ctypes.string_at(address + layout.state_offset, 1)[0]
+    if state & _KIND_COMPACT_ASCII_MASK != _KIND_COMPACT_ASCII:
+        return None
+    length = int.from_bytes(ctypes.string_at(address + layout.length_offset, 8), "little")
+    if length != len(obj):  # type: ignore[arg-type]
+        return None
+    return ctypes.string_at(address + layout.data_offset, length)
