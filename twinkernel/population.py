@@ -40,7 +40,7 @@ from .population_checks import (
     near_miss,
     suggest_for_unmatched,
 )
-from .population_encode import frame_from_pandas
+from .population_encode import PandasFrame, frame_from_pandas
 
 __all__ = [
     "ADOPTION_CATEGORIES",
@@ -93,6 +93,7 @@ class TwinPopulation:
         config: TwinkernelConfig | None = None,
         *,
         _inherit: tuple[np.ndarray, tuple[str, ...]] | None = None,
+        _read: PandasFrame | None = None,
     ) -> None:
         if not isinstance(frame, pl.DataFrame):
             raise TypeError(f"`frame` must be a polars DataFrame; got {type(frame).__name__}")
@@ -108,7 +109,7 @@ class TwinPopulation:
         # A filtered population inherits which values its parent defaulted and which columns were absent.
         self._missing_columns: tuple[str, ...] = () if _inherit is None else _inherit[1]
         self._warnings: list[str] = []
-        self.frame, self._columns = self._normalise(frame, None if _inherit is None else _inherit[0])
+        self.frame, self._columns = self._normalise(frame, None if _inherit is None else _inherit[0], _read)
         self._check_columns(frame.columns)
         self._fingerprint: str | None = None
         self._has_defaults: bool | None = None
@@ -133,13 +134,12 @@ class TwinPopulation:
         building from ``pl.from_pandas(df)``.
         """
         if isinstance(df, pl.DataFrame):
-            frame = df
-        elif type(df).__module__.startswith("pandas"):
-            encoding = (config or get_config()).simulation.frame_encoding
-            frame = frame_from_pandas(df, _CATEGORY_INPUTS, ("twin_id",), encoding)
-        else:
+            return cls(df, twin_type, brand, model_id, outcome_residual_sd, config)
+        if not type(df).__module__.startswith("pandas"):
             raise TypeError(f"`df` must be a polars or pandas DataFrame; got {type(df).__name__}")
-        return cls(frame, twin_type, brand, model_id, outcome_residual_sd, config)
+        encoding = (config or get_config()).simulation.frame_encoding
+        read = frame_from_pandas(df, _CATEGORY_INPUTS, ("twin_id",), encoding)
+        return cls(read.frame, twin_type, brand, model_id, outcome_residual_sd, config, _read=read)
 
     @classmethod
     def from_numpy(cls, columns: Mapping[str, Any], **kwargs: Any) -> TwinPopulation:
@@ -167,9 +167,9 @@ class TwinPopulation:
         return cls(pl.DataFrame(rows, infer_schema_length=None), **kwargs)
 
     def _normalise(
-        self, frame: pl.DataFrame, inherited: np.ndarray | None
+        self, frame: pl.DataFrame, inherited: np.ndarray | None, read: PandasFrame | None = None
     ) -> tuple[pl.DataFrame, KernelColumns]:
-        out, columns, missing = build_columns(frame, self._config, inherited, self._warnings)
+        out, columns, missing = build_columns(frame, self._config, inherited, self._warnings, read)
         if missing is not None:
             self._missing_columns = missing
         return out, columns

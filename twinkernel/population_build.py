@@ -25,7 +25,7 @@ from .population_checks import (
     check_twin_ids,
     twin_keys,
 )
-from .population_encode import in_column_order
+from .population_encode import PandasFrame, in_column_order
 
 __all__ = [
     "ADOPTION_CATEGORIES",
@@ -127,9 +127,16 @@ class KernelColumns:
 
 
 def build_columns(
-    frame: pl.DataFrame, config: TwinkernelConfig, inherited: np.ndarray | None, warnings: list[str]
+    frame: pl.DataFrame,
+    config: TwinkernelConfig,
+    inherited: np.ndarray | None,
+    warnings: list[str],
+    read: PandasFrame | None = None,
 ) -> tuple[pl.DataFrame, KernelColumns, tuple[str, ...] | None]:
     """Normalise a user's frame into the population frame and its kernel columns.
+
+    ``read`` is what :func:`~twinkernel.population_encode.frame_from_pandas` learned building ``frame``
+    (twin keys, complete Enum columns): those steps are not repeated.
 
     Appends what it finds (out-of-range values) to ``warnings``. Returns the frame, the columns and, for a
     new population (``inherited`` is None), the recognised columns the frame lacks (None otherwise: a
@@ -147,7 +154,7 @@ def build_columns(
 
     if "twin_id" in frame.columns:
         ids = frame["twin_id"]
-        keys = check_twin_ids(ids, encoding)
+        keys = check_twin_ids(ids, encoding, None if read is None else read.keys.get("twin_id"))
     else:
         ids = pl.Series("twin_id", np.arange(n, dtype=np.int64))
         keys = twin_keys(ids)
@@ -200,15 +207,25 @@ def build_columns(
         cols[name] = s.alias(name)
 
     codes: dict[str, pl.Series | tuple[str, np.ndarray, list[str]]] = {}
+
+    def complete(name: str) -> bool:
+        return read is not None and name in read.complete and name in frame.columns
+
     for name in (*_CATEGORY_COLUMNS, "adoption_stage"):
         s = frame[name] if name in frame.columns else pl.Series(name, [None] * n, dtype=pl.String)
         mark_nulls(name, s)
         if name == "adoption_stage":
             codes[name] = category_codes(
-                s, defaults.adoption_stage, forced=ADOPTION_CATEGORIES, normalise=True, encoding=encoding
+                s,
+                defaults.adoption_stage,
+                forced=ADOPTION_CATEGORIES,
+                normalise=True,
+                encoding=encoding,
+                complete=complete(name),
             )
         else:
-            codes[name] = category_codes(s, getattr(defaults, name), encoding=encoding)
+            default = getattr(defaults, name)
+            codes[name] = category_codes(s, default, encoding=encoding, complete=complete(name))
     enums = in_column_order(lambda name: category_enum(codes[name]), list(codes), threads)
     for name, enum in enums.items():
         cols[name] = enum.alias(name)

@@ -96,9 +96,11 @@ def category_codes(
     forced: Sequence[str] | None = None,
     normalise: bool = False,
     encoding: FrameEncodingConfig | None = None,
+    complete: bool = False,
 ) -> pl.Series | tuple[str, np.ndarray, list[str]]:
     """The codes and categories of :func:`_encode_category`'s Enum (or the column itself when it already
-    is that Enum); nulls take ``default``.
+    is that Enum); nulls take ``default``. ``complete`` says that ``s`` is an Enum whose every label is
+    present (as :func:`~twinkernel.population_encode.frame_from_pandas` builds them): they are not counted.
 
     Only the distinct labels are handled in Python: rows are mapped through a small code lookup. With
     ``forced`` the categories are fixed (stable codes across frames) and any label outside them becomes
@@ -118,8 +120,10 @@ def category_codes(
         all_labels = s.dtype.categories.to_list()  # type: ignore[attr-defined]
         physical = s.to_physical()
         raw = _as_numpy(physical.cast(pl.UInt32).fill_null(len(all_labels)) if has_nulls else physical)
-        counts = code_counts(raw, len(all_labels) + 1)
-        present = np.flatnonzero(counts[: len(all_labels)])
+        if complete:
+            present = np.arange(len(all_labels))
+        else:
+            present = np.flatnonzero(code_counts(raw, len(all_labels) + 1)[: len(all_labels)])
         if (
             forced is None
             and not has_nulls
@@ -258,8 +262,14 @@ def check_integer_column(
     return values.clip(float(lo), float(hi)).cast(dtype).alias(name)
 
 
-def check_twin_ids(ids: pl.Series, encoding: FrameEncodingConfig | None = None) -> np.ndarray:
+def check_twin_ids(
+    ids: pl.Series,
+    encoding: FrameEncodingConfig | None = None,
+    known: tuple[np.ndarray, bool] | None = None,
+) -> np.ndarray:
     """Reject null or duplicate ``twin_id`` values, naming an example; return the ids' keys (read-only).
+
+    ``known`` is the ids' keys and whether they strictly increase, when already computed (read-only).
 
     Strictly increasing ids are unique. Otherwise, with ``encoding``, uniqueness is checked on the 64-bit
     keys first (:func:`keys_are_unique`): distinct keys mean distinct ids. Only when two keys are equal (a
@@ -269,7 +279,7 @@ def check_twin_ids(ids: pl.Series, encoding: FrameEncodingConfig | None = None) 
         row = int(np.flatnonzero(ids.is_null().to_numpy())[0])
         raise ValueError(f"`twin_id` must not be null; row {row} is null ({ids.null_count()} null ids)")
     n_blocks = 64 if encoding is None else encoding.key_blocks
-    keys, increasing = _keys_and_order(ids, n_blocks)
+    keys, increasing = _keys_and_order(ids, n_blocks) if known is None else known
     keys.setflags(write=False)
     if increasing or (encoding is not None and keys_are_unique(keys, encoding)):
         return keys

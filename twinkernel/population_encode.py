@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Dictionary",
+    "PandasFrame",
     "StringViews",
     "frame_from_pandas",
     "in_column_order",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_ObjectCodes = tuple[str, np.ndarray, list[str], bool]
 _NO_ROWS_U8 = np.empty(0, dtype=np.uint8)
 _NO_ROWS_U32 = np.empty(0, dtype=np.uint32)
 _SCRATCH = np.zeros(64, dtype=np.uint8)  # where the kernels' loads of a malformed view go
@@ -348,13 +350,11 @@ def _object_labels(values: np.ndarray, first_rows: np.ndarray) -> tuple[list[str
     return sorted(labels), codes
 
 
-def _object_category(
-    name: str, col: Any, settings: FrameEncodingConfig
-) -> tuple[str, np.ndarray, list[str]] | None:
-    """The codes and labels of a pandas ``object`` column of strings as a Polars Enum (sorted labels,
-    every one present; the Enum itself is built by :func:`_category_series`), found through the distinct
-    Python objects; ``None`` when it holds anything but str and missing values, or too many distinct
-    objects.
+def _object_category(name: str, col: Any, settings: FrameEncodingConfig) -> _ObjectCodes | None:
+    """A pandas ``object`` column of strings coded as a Polars Enum (sorted labels, every one present):
+    its name, codes, labels and whether a value is missing (the Enum itself is built by
+    :func:`_category_series`), found through the distinct Python objects; ``None`` when it holds anything
+    but str and missing values, or too many distinct objects.
 
     The objects of the first rows are guessed to be all of them, and every row is coded in one pass over
     the object pointers; when a later row holds another object, the chunked dictionary finds them all.
@@ -388,23 +388,26 @@ def _object_category(
         labels, final = found
         codes = d.codes(final, int(np.iinfo(final.dtype).max))
     del addresses
-    return name, codes, labels
+    return name, codes, labels, bool(np.any(final == np.iinfo(final.dtype).max))
 
 
-def _category_series(parts: tuple[str, np.ndarray, list[str]]) -> pl.Series:
-    """The Enum column of :func:`_object_category`'s codes; the dtype's largest code is a missing value
-    (Polars validates the codes here, releasing the GIL)."""
-    name, codes, labels = parts
+def _category_series(parts: _ObjectCodes) -> pl.Series:
+    """The Enum column of :func:`_object_category`'s codes, where the dtype's largest code is a missing
+    value (Polars validates the codes here, releasing the GIL)."""
+    name, codes, labels, has_null = parts
     out = pl.Series(name, codes)
     null = np.iinfo(codes.dtype).max
-    if len(labels) < null and bool((out == null).any()):
+    if has_null:
         out = pl.select(pl.when(out == null).then(None).otherwise(out)).to_series().alias(name)
     return out.cat.to(pl.Enum(labels))
 
 
-def _object_strings(name: str, col: Any, settings: FrameEncodingConfig) -> pl.Series | None:
+def _object_strings(
+    name: str, col: Any, settings: FrameEncodingConfig
+) -> tuple[pl.Series, tuple[np.ndarray, bool] | None] | None:
     """A pandas ``object`` column of str (and None) as a Polars String, without Arrow's per-object
-    conversion; ``None`` when it holds anything else (NaN, numbers ...).
+    conversion, with the twin keys of its values and whether they strictly increase when the kernels
+    computed them on the way; ``None`` when it holds anything else (NaN, numbers ...).
 
     A column of ASCII ``str`` is read by :func:`_ascii_strings`; any other goes through Polars' C-API
     conversion (one object at a time)."""
@@ -412,9 +415,9 @@ def _object_strings(name: str, col: Any, settings: FrameEncodingConfig) -> pl.Se
     if values.ndim == 1 and values.dtype == object:
         fast = _ascii_strings(name, values, settings)
         if fast is not None:
-            return fast
+            return fast[0], fast[1:]
     try:
-        return pl.Series(name, values, dtype=pl.String)
+        return pl.Series(name, values, dtype=pl.String), None
     except (TypeError, ValueError):
         return None
 
@@ -426,10 +429,13 @@ def _ascii_layout() -> AsciiLayout | None:
     return probe_layout()
 
 
-def _ascii_strings(name: str, values: np.ndarray, settings: FrameEncodingConfig) -> pl.Series | None:
+def _ascii_strings(
+    name: str, values: np.ndarray, settings: FrameEncodingConfig
+) -> tuple[pl.Series, np.ndarray, bool] | None:
     """An ``object`` array whose every value is an exact ``str`` of ASCII characters as a Polars String,
-    built from the objects' memory in parallel (:mod:`twinkernel.kernels.object_strings`); ``None`` when
-    some value is anything else, the interpreter's layout is unknown, or ``pyarrow`` is missing."""
+    built from the objects' memory in parallel (:mod:`twinkernel.kernels.object_strings`), with the twin
+    key of every value (read-only) and whether the values strictly increase; ``None`` when some value is
+    anything else, the interpreter's layout is unknown, or ``pyarrow`` is missing."""
     layout = _ascii_layout()
     if layout is None:
         return None
@@ -456,24 +462,39 @@ def _ascii_strings(name: str, values: np.ndarray, settings: FrameEncodingConfig)
     np.cumsum(long_bytes[:-1], out=starts[1:])
     views = np.empty(2 * n, dtype=np.uint64)
     data = np.empty(max(total, 1), dtype=np.uint8)
-    ascii_views(addresses, layout.length_offset, layout.data_offset, n_blocks, starts, views, data)
+    keys = np.empty(n, dtype=np.uint64)
+    increasing = ascii_views(
+        addresses, layout.length_offset, layout.data_offset, n_blocks, starts, views, data, keys
+    )
     del addresses  # the kernels are done with the objects
+    keys.setflags(write=False)
     array = pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(views), pa.py_buffer(data)])
-    return pl.Series(name, array)
+    return pl.Series(name, array), keys, bool(increasing)
+
+
+@dataclass(frozen=True)
+class PandasFrame:
+    """:func:`frame_from_pandas`'s result: the frame, and what was learned on the way that
+    :func:`~twinkernel.population_build.build_columns` would otherwise compute again."""
+
+    frame: pl.DataFrame
+    keys: dict[str, tuple[np.ndarray, bool]]  # string column -> its twin keys, whether strictly increasing
+    complete: frozenset[str]  # Enum columns whose labels are sorted and every one present
 
 
 def frame_from_pandas(
     df: Any, category_columns: Sequence[str], string_columns: Sequence[str], settings: FrameEncodingConfig
-) -> pl.DataFrame:
+) -> PandasFrame:
     """``pl.from_pandas(df)``, faster for the ``object`` columns named in ``category_columns`` (returned
     as Enums, which :func:`~twinkernel.population_checks._encode_category` turns into the same codes as
     the strings) and ``string_columns`` (returned as String, as ``pl.from_pandas`` would). From
     ``settings.threaded_min_rows`` rows the Enum columns are built on the library's threads."""
     names = list(df.columns)
     if len(df) == 0 or len(set(names)) != len(names) or not all(isinstance(c, str) for c in names):
-        return pl.from_pandas(df)
+        return PandasFrame(pl.from_pandas(df), {}, frozenset())
     out: dict[str, pl.Series] = {}
-    coded: dict[str, tuple[str, np.ndarray, list[str]]] = {}
+    keys: dict[str, tuple[np.ndarray, bool]] = {}
+    coded: dict[str, _ObjectCodes] = {}
     for name in names:
         col = df[name]
         s: pl.Series | None = None
@@ -483,11 +504,15 @@ def frame_from_pandas(
                 coded[name] = parts
                 continue
         elif col.dtype == object and name in string_columns:
-            s = _object_strings(name, col, settings)
+            read = _object_strings(name, col, settings)
+            if read is not None:
+                s, known = read
+                if known is not None:
+                    keys[name] = known
         out[name] = cast(pl.Series, pl.from_pandas(col)) if s is None else s
     threads = numba.get_num_threads() if len(df) >= settings.threaded_min_rows else 1
     out.update(in_column_order(lambda name: _category_series(coded[name]), list(coded), threads))
-    return pl.DataFrame([out[name] for name in names])
+    return PandasFrame(pl.DataFrame([out[name] for name in names]), keys, frozenset(coded))
 
 
 def in_column_order(fn: Callable[[str], _T], names: list[str], threads: int) -> dict[str, _T]:

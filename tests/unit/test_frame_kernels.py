@@ -172,6 +172,6 @@ class TestAddressCodes:
         pdf = pd.DataFrame({"region": pd.Series(values, dtype=object)})
         addresses = _object_addresses(np.ascontiguousarray(pdf["region"].to_numpy()))
         assert len(set(addresses[:256].tolist())) == 3  # the guess from the first rows misses "north"
-        fast = frame_from_pandas(pdf, ("region",), (), SMALL)
+        fast = frame_from_pandas(pdf, ("region",), (), SMALL).frame
         slow = pl.from_pandas(pdf)
         assert fast["region"].cast(pl.String).to_list() == slow["region"].to_list()

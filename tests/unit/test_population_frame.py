@@ -341,7 +341,7 @@ class TestWholePopulation:
         with pytest.raises(Exception) as slow_error:
             pl.from_pandas(pdf)
         assert type(fast_error.value) is type(slow_error.value)
-        direct = frame_from_pandas(pdf[["decile"]], CATEGORIES, ("twin_id",), SMALL)
+        direct = frame_from_pandas(pdf[["decile"]], CATEGORIES, ("twin_id",), SMALL).frame
         assert direct.equals(pl.from_pandas(pdf[["decile"]]))
 
     def test_duplicate_string_ids_from_pandas_are_named(self):

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from .frame_views import _INLINE, _load_u8, _load_u64
+from ._rng import _FNV_OFFSET, _FNV_PRIME, mix64
+from .frame_views import _INLINE, _before_at, _byteswap, _inline_key, _load_u8, _load_u64
 
 __all__ = ["AsciiLayout", "ascii_lengths", "ascii_views", "probe_layout"]
 
@@ -80,34 +81,83 @@ def ascii_lengths(addresses, str_type, type_offset, length_offset, state_offset,
     return other.sum()
 
 
+@njit(inline="always", cache=True)
+def _sort_words(w0, w1):
+    """An inline view's bytes 0..7 and (bytes 8..11, length) as big-endian words: comparing the pairs
+    compares the strings byte-wise, a prefix first (bytes past the end are zero in these views)."""
+    length, a, b = _inline_key(w0, w1)
+    return _byteswap(a), _byteswap(b) | np.uint64(length)
+
+
 @njit(parallel=True, cache=True)
-def ascii_views(addresses, length_offset, data_offset, n_blocks, starts, views, data):
-    """The string views of every row into ``views`` (uint64, two words per row) and the bytes of strings
-    longer than 12 into ``data`` (buffer 0), block ``b``'s from ``starts[b]``; only after
-    :func:`ascii_lengths` found every row compact ASCII. Bytes are read one at a time: nothing past a
-    string's end is touched."""
+def ascii_views(addresses, length_offset, data_offset, n_blocks, starts, views, data, keys):
+    """The string views of every row into ``views`` (uint64, two words per row), the bytes of strings
+    longer than 12 into ``data`` (buffer 0), block ``b``'s from ``starts[b]``, and every row's twin key
+    (``mix64(fnv1a64(bytes))``, as :func:`~twinkernel.kernels.frame_views.string_keys`) into ``keys``;
+    only after :func:`ascii_lengths` found every row compact ASCII. Returns 1 when the rows strictly
+    increase byte-wise, else 0. Bytes are read one at a time: nothing past a string's end is touched."""
     n = addresses.shape[0]
     block = (n + n_blocks - 1) // n_blocks
+    ordered = np.ones(n_blocks, dtype=np.uint8)
     for b in prange(n_blocks):
+        lo = b * block
+        hi = min(n, (b + 1) * block)
         pos = starts[b]
-        for i in range(b * block, min(n, (b + 1) * block)):
+        inc = True
+        prev = np.int64(addresses[lo - 1]) if 0 < lo < n else np.int64(0)
+        prev_len = np.int64(_load_u64(prev + length_offset)) if prev != 0 else np.int64(0)
+        prev_high = np.uint64(0)
+        prev_low = np.uint64(0)
+        if prev != 0 and prev_len <= _INLINE:
+            pw0 = np.uint64(prev_len)
+            pw1 = np.uint64(0)
+            for j in range(prev_len):
+                x = np.uint64(_load_u8(prev + data_offset + j))
+                if j < 4:
+                    pw0 |= x << np.uint64(32 + 8 * j)
+                else:
+                    pw1 |= x << np.uint64(8 * (j - 4))
+            prev_high, prev_low = _sort_words(pw0, pw1)
+        for i in range(lo, hi):
             obj = np.int64(addresses[i])
             length = np.int64(_load_u64(obj + length_offset))
             p = obj + data_offset
             w0 = np.uint64(length)
             w1 = np.uint64(0)
+            h = _FNV_OFFSET
             for j in range(length if length < 4 else 4):
-                w0 |= np.uint64(_load_u8(p + j)) << np.uint64(32 + 8 * j)
+                x = np.uint64(_load_u8(p + j))
+                w0 |= x << np.uint64(32 + 8 * j)
+                h = (h ^ x) * _FNV_PRIME
             if length <= _INLINE:
                 for j in range(4, length):
-                    w1 |= np.uint64(_load_u8(p + j)) << np.uint64(8 * (j - 4))
+                    x = np.uint64(_load_u8(p + j))
+                    w1 |= x << np.uint64(8 * (j - 4))
+                    h = (h ^ x) * _FNV_PRIME
             else:
                 w1 = np.uint64(pos) << np.uint64(32)  # buffer 0, at offset pos
-                for j in range(length):
+                for j in range(4):
                     data[pos + j] = _load_u8(p + j)
+                for j in range(4, length):
+                    x = _load_u8(p + j)
+                    data[pos + j] = x
+                    h = (h ^ np.uint64(x)) * _FNV_PRIME
                 pos += length
             views[2 * i] = w0
             views[2 * i + 1] = w1
+            keys[i] = mix64(h)
+            high, low = _sort_words(w0, w1)
+            if inc and (i > 0):
+                if length > _INLINE or prev_len > _INLINE:
+                    inc = _before_at(prev + data_offset, prev_len, p, length)
+                else:
+                    inc = (prev_high < high) or (prev_high == high and prev_low < low)
+            prev = obj
+            prev_len = length
+            prev_high = high
+            prev_low = low
+        ordered[b] = 1 if inc else 0
+    return 1 if ordered.all() else 0
 
 
 class _Subclass(str):
