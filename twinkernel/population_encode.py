@@ -407,19 +407,21 @@ def _object_strings(
 ) -> tuple[pl.Series, tuple[np.ndarray, bool] | None] | None:
     """A pandas ``object`` column of str (and None) as a Polars String, without Arrow's per-object
     conversion, with the twin keys of its values and whether they strictly increase when the kernels
-    computed them on the way; ``None`` when it holds anything else (NaN, numbers ...).
+    computed them on the way; ``None`` when it holds anything else (NaN, numbers, bytes ...: then
+    ``pl.from_pandas`` decides) or this interpreter's strings cannot be read.
 
-    A column of ASCII ``str`` is read by :func:`_ascii_strings`; any other goes through Polars' C-API
-    conversion (one object at a time)."""
+    A column of ASCII ``str`` is read by :func:`_ascii_strings`; one that also holds other text or
+    ``None`` goes through Polars' C-API conversion (one object at a time)."""
     values = col.to_numpy(dtype=object, copy=False)
-    if values.ndim == 1 and values.dtype == object:
-        fast = _ascii_strings(name, values, settings)
-        if fast is not None:
-            return fast[0], fast[1:]
-    try:
-        return pl.Series(name, values, dtype=pl.String), None
-    except (TypeError, ValueError):
+    if values.ndim != 1 or values.dtype != object:
         return None
+    values = np.ascontiguousarray(values)
+    read = _ascii_strings(name, values, settings)
+    if isinstance(read, tuple):
+        return read[0], read[1:]
+    if read is None or read > 0:
+        return None
+    return pl.Series(name, values, dtype=pl.String), None
 
 
 @functools.cache
@@ -431,11 +433,14 @@ def _ascii_layout() -> AsciiLayout | None:
 
 def _ascii_strings(
     name: str, values: np.ndarray, settings: FrameEncodingConfig
-) -> tuple[pl.Series, np.ndarray, bool] | None:
+) -> tuple[pl.Series, np.ndarray, bool] | int | None:
     """An ``object`` array whose every value is an exact ``str`` of ASCII characters as a Polars String,
     built from the objects' memory in parallel (:mod:`twinkernel.kernels.object_strings`), with the twin
-    key of every value (read-only) and whether the values strictly increase; ``None`` when some value is
-    anything else, the interpreter's layout is unknown, or ``pyarrow`` is missing."""
+    key of every value (read-only) and whether the values strictly increase.
+
+    Otherwise the number of values that are neither an exact ``str`` nor ``None`` (0: the column is text
+    and missing values, but not all ASCII), or ``None`` when the interpreter's layout is unknown,
+    ``pyarrow`` is missing or the long strings exceed one view buffer (2 GiB)."""
     layout = _ascii_layout()
     if layout is None:
         return None
@@ -451,12 +456,16 @@ def _ascii_strings(
     n = addresses.shape[0]
     n_blocks = max(1, min(settings.key_blocks, n))
     long_bytes = np.zeros(n_blocks, dtype=np.int64)
-    other = ascii_lengths(
-        addresses, np.uint64(layout.str_type), layout.type_offset, layout.length_offset, layout.state_offset,
-        n_blocks, long_bytes,
+    counts = np.zeros((n_blocks, 2), dtype=np.int64)
+    ascii_lengths(
+        addresses, np.uint64(layout.str_type), id(None), layout.type_offset, layout.length_offset,
+        layout.state_offset, n_blocks, long_bytes, counts,
     )  # fmt: skip
+    other, foreign = (int(c) for c in counts.sum(axis=0))
+    if other:
+        return foreign
     total = int(long_bytes.sum())
-    if other or total >= 1 << 31:  # a view's offset is 32-bit: one data buffer holds < 2 GiB
+    if total >= 1 << 31:  # a view's offset is 32-bit: one data buffer holds < 2 GiB
         return None
     starts = np.zeros(n_blocks, dtype=np.int64)
     np.cumsum(long_bytes[:-1], out=starts[1:])

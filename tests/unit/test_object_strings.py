@@ -23,7 +23,9 @@ from tests.conftest import make_population_frame
 from tests.frame_settings import SMALL
 from twinkernel import TwinPopulation
 from twinkernel.config import load_config
+from twinkernel.config_frame import FrameEncodingConfig
 from twinkernel.kernels import object_strings as K
+from twinkernel.population_checks import _keys_and_order
 from twinkernel.population_encode import (
     _ascii_layout,
     _ascii_strings,
@@ -66,24 +68,40 @@ def _reference_views(strings: list[str]) -> tuple[np.ndarray, bytes]:
 
 def _kernel_views(values: np.ndarray, n_blocks: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     """The kernels called as ``_ascii_strings`` calls them: (rows not compact ASCII, bytes of long strings
-    per block, views, data buffer)."""
+    per block, views, data buffer); the keys and order the views kernel also returns are checked against
+    an independent kernel and a plain comparison."""
     layout = K.probe_layout()
     assert layout is not None
     values = np.ascontiguousarray(values)
     addresses = _object_addresses(values)
     long_bytes = np.zeros(n_blocks, dtype=np.int64)
-    other = K.ascii_lengths(
-        addresses, np.uint64(layout.str_type), layout.type_offset, layout.length_offset, layout.state_offset,
-        n_blocks, long_bytes,
+    counts = np.zeros((n_blocks, 2), dtype=np.int64)
+    K.ascii_lengths(
+        addresses, np.uint64(layout.str_type), id(None), layout.type_offset, layout.length_offset,
+        layout.state_offset, n_blocks, long_bytes, counts,
     )  # fmt: skip
+    other, _ = (int(c) for c in counts.sum(axis=0))
     total = int(long_bytes.sum())
     starts = np.zeros(n_blocks, dtype=np.int64)
     np.cumsum(long_bytes[:-1], out=starts[1:])
     views = np.zeros(2 * addresses.shape[0], dtype=np.uint64)
     data = np.zeros(max(total, 1), dtype=np.uint8)
     if other == 0:
-        K.ascii_views(addresses, layout.length_offset, layout.data_offset, n_blocks, starts, views, data)
+        keys = np.zeros(addresses.shape[0], dtype=np.uint64)
+        increasing = K.ascii_views(
+            addresses, layout.length_offset, layout.data_offset, n_blocks, starts, views, data, keys
+        )
+        want_keys, _ = _keys_and_order(pl.Series(values.tolist(), dtype=pl.String), 7)
+        np.testing.assert_array_equal(keys, want_keys)
+        raw = [v.encode("ascii") for v in values]
+        assert bool(increasing) == all(a < b for a, b in itertools.pairwise(raw))
     return int(other), long_bytes, views, data
+
+
+def _fast(name: str, values: np.ndarray, settings: FrameEncodingConfig) -> pl.Series | None:
+    """The column ``_ascii_strings`` reads from the objects' memory, or None when it does not."""
+    read = _ascii_strings(name, values, settings)
+    return read[0] if isinstance(read, tuple) else None
 
 
 def _random_ascii(rng: np.random.Generator, n: int) -> list[str]:
@@ -188,7 +206,7 @@ class TestViewsAgainstReference:
     def test_ascii_strings_is_the_arrow_array_of_these_views(self):
         strings = _ascii_cases()
         values = np.array(strings, dtype=object)
-        got = _ascii_strings("ids", values, SMALL)
+        got = _fast("ids", values, SMALL)
         assert got is not None
         assert got.name == "ids" and got.dtype == pl.String
         assert got.to_list() == strings
@@ -200,7 +218,7 @@ class TestAsciiStrings:
         values = np.array(_random_ascii(np.random.default_rng(7), 10_000), dtype=object)
         want = pl.Series("twin_id", values, dtype=pl.String)
         for settings in (SMALL, load_config().simulation.frame_encoding):
-            got = _ascii_strings("twin_id", values, settings)
+            got = _fast("twin_id", values, settings)
             assert got is not None
             assert got.equals(want, check_dtypes=True, check_names=True)
             assert got.len() == 10_000 and got.null_count() == 0
@@ -208,24 +226,24 @@ class TestAsciiStrings:
     def test_many_ids_equal_polars(self):
         values = np.array([f"hcp-{i:08d}" for i in range(200_000)], dtype=object)
         enc = load_config().simulation.frame_encoding
-        got = _ascii_strings("twin_id", values, enc)
+        got = _fast("twin_id", values, enc)
         assert got is not None
         assert got.equals(pl.Series("twin_id", values, dtype=pl.String), check_dtypes=True, check_names=True)
         assert got[123_456] == "hcp-00123456"
         long_ids = np.array([f"hcp-long-{i:012d}" for i in range(0, 200_000, 7)], dtype=object)
         for k in (1, 2, 64):
-            got = _ascii_strings("twin_id", long_ids, enc.model_copy(update={"key_blocks": k}))
+            got = _fast("twin_id", long_ids, enc.model_copy(update={"key_blocks": k}))
             assert got is not None
             assert got.to_list() == long_ids.tolist()
 
     def test_strided_input_and_empty_and_single_row(self):
         values = np.array([f"row-{i}-" + "x" * (i % 17) for i in range(101)], dtype=object)
         strided = values[::3]
-        got = _ascii_strings("s", strided, SMALL)
+        got = _fast("s", strided, SMALL)
         assert got is not None and got.to_list() == strided.tolist()
-        empty = _ascii_strings("s", np.empty(0, dtype=object), SMALL)
+        empty = _fast("s", np.empty(0, dtype=object), SMALL)
         assert empty is not None and empty.len() == 0 and empty.dtype == pl.String
-        one = _ascii_strings("s", np.array(["a-single-long-string"], dtype=object), SMALL)
+        one = _fast("s", np.array(["a-single-long-string"], dtype=object), SMALL)
         assert one is not None and one.to_list() == ["a-single-long-string"]
 
     def test_no_layout_takes_the_polars_path(self, monkeypatch):
@@ -234,8 +252,8 @@ class TestAsciiStrings:
         values = np.array(["abc", "a-longer-string-here"], dtype=object)
         monkeypatch.setattr(E, "_ascii_layout", lambda: None)
         assert E._ascii_strings("s", values, SMALL) is None
-        got = E._object_strings("s", pd.Series(values), SMALL)
-        assert got is not None
+        assert E._object_strings("s", pd.Series(values), SMALL) is None  # pl.from_pandas decides
+        got = frame_from_pandas(pd.DataFrame({"s": values}), (), ("s",), SMALL).frame["s"]
         assert got.equals(pl.Series("s", values, dtype=pl.String), check_dtypes=True, check_names=True)
 
 
@@ -248,28 +266,37 @@ class TestFallback:
     def test_one_other_value_sends_the_column_to_polars(self, bad, row):
         values = np.array([f"id-{i:04d}" + "y" * (i % 15) for i in range(100)], dtype=object)
         values[row] = bad
-        assert _ascii_strings("c", values, SMALL) is None
+        assert _fast("c", values, SMALL) is None
         layout = K.probe_layout()
         assert layout is not None
         addresses = _object_addresses(values)
         for n_blocks in (1, 3, 64):
             long_bytes = np.zeros(n_blocks, dtype=np.int64)
-            other = K.ascii_lengths(
-                addresses, np.uint64(layout.str_type), layout.type_offset, layout.length_offset,
-                layout.state_offset, n_blocks, long_bytes,
+            counts = np.zeros((n_blocks, 2), dtype=np.int64)
+            K.ascii_lengths(
+                addresses, np.uint64(layout.str_type), id(None), layout.type_offset, layout.length_offset,
+                layout.state_offset, n_blocks, long_bytes, counts,
             )  # fmt: skip
+            other, foreign = (int(c) for c in counts.sum(axis=0))
             assert other == 1
-        try:
-            want: pl.Series | None = pl.Series("c", values, dtype=pl.String)
-        except (TypeError, ValueError):
-            want = None
+            assert foreign == (0 if bad is None or type(bad) is str else 1)
+        text = bad is None or type(bad) is str  # text and missing values: Polars' String conversion
+        assert _ascii_strings("c", values, SMALL) == (0 if text else 1)
         got = _object_strings("c", pd.Series(values), SMALL)
-        if want is None:
-            assert got is None
+        if not text:
+            assert got is None  # pl.from_pandas decides
         else:
-            assert got is not None
-            assert got.equals(want, check_dtypes=True, check_names=True)
-            assert got[row] == (None if bad is None else str(bad))
+            assert got is not None and got[1] is None
+            assert got[0].equals(pl.Series("c", values, dtype=pl.String), check_dtypes=True, check_names=True)
+            assert got[0][row] == bad
+        try:
+            want = pl.from_pandas(pd.Series(values, name="c"))
+        except TypeError as err:  # str mixed with int or bytes: the same error as pl.from_pandas
+            with pytest.raises(type(err)):
+                frame_from_pandas(pd.DataFrame({"c": values}), (), ("c",), SMALL)
+        else:
+            whole = frame_from_pandas(pd.DataFrame({"c": values}), (), ("c",), SMALL).frame["c"]
+            assert whole.equals(want, check_dtypes=True)
 
     def test_count_of_other_rows_on_a_mixed_array(self):
         rng = np.random.default_rng(11)
@@ -288,36 +315,35 @@ class TestFallback:
         addresses = _object_addresses(values)
         for n_blocks in (1, 3, 64, n + 5):
             long_bytes = np.zeros(n_blocks, dtype=np.int64)
-            got = K.ascii_lengths(
-                addresses, np.uint64(layout.str_type), layout.type_offset, layout.length_offset,
-                layout.state_offset, n_blocks, long_bytes,
+            counts = np.zeros((n_blocks, 2), dtype=np.int64)
+            K.ascii_lengths(
+                addresses, np.uint64(layout.str_type), id(None), layout.type_offset, layout.length_offset,
+                layout.state_offset, n_blocks, long_bytes, counts,
             )  # fmt: skip
+            got, foreign = (int(c) for c in counts.sum(axis=0))
             assert got == want
+            assert foreign == sum(1 for v in values if v is not None and type(v) is not str)
             ascii_long = sum(len(v) for v in values if type(v) is str and v.isascii() and len(v) > 12)
             assert int(long_bytes.sum()) == ascii_long
-        assert _ascii_strings("c", values, SMALL) is None
+        assert _fast("c", values, SMALL) is None
 
     def test_non_ascii_ids_equal_polars_conversion(self):
         values = np.array([f"hcp-{i}-" + NON_ASCII_STR[i % 3] * (i % 5) for i in range(300)], dtype=object)
         got = _object_strings("twin_id", pd.Series(values), SMALL)
-        assert got is not None
-        assert got.equals(pl.Series("twin_id", values, dtype=pl.String), check_dtypes=True, check_names=True)
-        assert got.equals(pl.from_pandas(pd.Series(values, name="twin_id")), check_dtypes=True)
+        assert got is not None and got[1] is None
+        assert got[0].equals(
+            pl.Series("twin_id", values, dtype=pl.String), check_dtypes=True, check_names=True
+        )
+        assert got[0].equals(pl.from_pandas(pd.Series(values, name="twin_id")), check_dtypes=True)
 
-    @pytest.mark.xfail(
-        strict=True,
-        raises=pl.exceptions.ComputeError,
-        reason="pl.Series(dtype=String) raises ComputeError (not caught) when the first value is a number",
-    )
     @pytest.mark.parametrize("values", [[17, "a"], [float("nan")], [1.5, 2.5]], ids=["int", "nan", "floats"])
     def test_number_first_falls_back_to_pl_from_pandas(self, values):
         col = pd.Series(values, dtype=object, name="twin_id")
         assert _object_strings("twin_id", col, SMALL) is None
 
-    @pytest.mark.xfail(strict=True, reason="a column of bytes becomes String; pl.from_pandas gives Binary")
     def test_bytes_column_keeps_pl_from_pandas_dtype(self):
         col = pd.Series([b"x", b"y"], dtype=object, name="twin_id")
-        got = frame_from_pandas(col.to_frame(), CATEGORIES, ("twin_id",), SMALL)
+        got = frame_from_pandas(col.to_frame(), CATEGORIES, ("twin_id",), SMALL).frame
         assert got["twin_id"].dtype == pl.from_pandas(col).dtype == pl.Binary
 
 
@@ -346,7 +372,7 @@ class TestEndToEnd:
             config = config.model_copy(
                 update={"simulation": config.simulation.model_copy(update={"frame_encoding": SMALL})}
             )
-        fast_ids = _ascii_strings("twin_id", pdf["twin_id"].to_numpy(), SMALL)
+        fast_ids = _fast("twin_id", pdf["twin_id"].to_numpy(), SMALL)
         assert (fast_ids is None) == non_ascii  # ASCII ids are read from memory, others by Polars
         fast = TwinPopulation.from_frame(pdf, config=config)
         slow = TwinPopulation.from_frame(pl.from_pandas(pdf), config=config)
@@ -362,7 +388,7 @@ class TestEndToEnd:
     @pytest.mark.parametrize("non_ascii", [False, True], ids=["ascii_ids", "non_ascii_ids"])
     def test_frame_from_pandas_columns_with_missing_categories(self, non_ascii):
         pdf = _pandas_frame(300, seed=4, non_ascii=non_ascii)
-        got = frame_from_pandas(pdf, CATEGORIES, ("twin_id",), SMALL)
+        got = frame_from_pandas(pdf, CATEGORIES, ("twin_id",), SMALL).frame
         want = pl.from_pandas(pdf)
         assert got.columns == want.columns
         assert got["twin_id"].equals(want["twin_id"], check_dtypes=True, check_names=True)
@@ -387,8 +413,8 @@ class TestEndToEnd:
         settings = load_config().simulation.frame_encoding
         parts = _object_category("region", col, settings)
         assert parts is not None
-        name, codes, got_labels = parts
-        assert name == "region" and got_labels == sorted(set(labels))
+        name, codes, got_labels, has_null = parts
+        assert name == "region" and got_labels == sorted(set(labels)) and has_null
         assert codes.dtype == (np.uint8 if n_labels < 255 else np.uint32)
         series = _category_series(parts)
         assert series.dtype == pl.Enum(sorted(labels)) and series.name == "region"

@@ -58,27 +58,41 @@ def _compact_ascii_length(p, str_type, type_offset, length_offset, state_offset)
     return np.int64(_load_u64(p + length_offset))
 
 
+@njit(cache=True)
+def _foreign(address, none_address, str_type, type_offset):
+    """1 when the object at ``address`` is neither an exact ``str`` nor ``None``, else 0 (not inlined: it
+    runs only for such rows)."""
+    if address == none_address:
+        return 0
+    if address == 0:
+        return 1
+    return 0 if _load_u64(address + type_offset) == str_type else 1
+
+
 @njit(parallel=True, cache=True)
-def ascii_lengths(addresses, str_type, type_offset, length_offset, state_offset, n_blocks, long_bytes):
-    """Each block's bytes of strings longer than 12 into ``long_bytes``; returns the number of rows that
-    are not compact ASCII ``str`` (nothing is written per row: a 10 M-row array of lengths costs more to
-    allocate than :func:`ascii_views` takes to read each length again)."""
+def ascii_lengths(addresses, str_type, none_address, type_offset, length_offset, state_offset, n_blocks,
+                  long_bytes, counts):  # fmt: skip
+    """Each block's bytes of strings longer than 12 into ``long_bytes``, and into ``counts[b]`` (int64,
+    ``(n_blocks, 2)``) the number of block ``b``'s rows that are not compact ASCII ``str`` and, of those,
+    the rows that are neither an exact ``str`` nor ``None`` (at ``none_address``). Nothing is written per
+    row: a 10 M-row array of lengths costs more to allocate than :func:`ascii_views` takes to read each
+    length again."""
     n = addresses.shape[0]
     block = (n + n_blocks - 1) // n_blocks
-    other = np.zeros(n_blocks, dtype=np.int64)
     for b in prange(n_blocks):
-        count = 0
+        other = 0
+        foreign = 0
         long_total = 0
         for i in range(b * block, min(n, (b + 1) * block)):
-            length = _compact_ascii_length(
-                np.int64(addresses[i]), str_type, type_offset, length_offset, state_offset
-            )
-            count += length < 0
+            obj = np.int64(addresses[i])
+            length = _compact_ascii_length(obj, str_type, type_offset, length_offset, state_offset)
+            other += length < 0
+            foreign += _foreign(obj, none_address, str_type, type_offset) if length < 0 else 0
             if length > _INLINE:
                 long_total += length
-        other[b] = count
+        counts[b, 0] = other
+        counts[b, 1] = foreign
         long_bytes[b] = long_total
-    return other.sum()
 
 
 @njit(inline="always", cache=True)
