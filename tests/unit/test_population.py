@@ -91,6 +91,33 @@ def test_filter_mask_matches_polars_expression():
     assert pop.mask(PopulationFilter()) is None
 
 
+def test_mask_with_targets_and_unknown_values_equals_a_per_row_reference():
+    frame = make_population_frame(3000, seed=17).with_columns(
+        pl.Series("decile", np.random.default_rng(17).integers(-2, 14, 3000))  # some out of range
+    )
+    pop = TwinPopulation.from_frame(frame)
+    pf = PopulationFilter(
+        deciles=[1, 2, 9, 10], specialties=["oncology", "no_such"], adoption_stages=["Laggard"]
+    )
+    mask = pop.mask(pf, target_deciles=[10, 12], target_regions=["west", "nowhere"])
+    assert mask is not None
+    rows = pop.frame.select(
+        pl.col("decile"), pl.col("specialty").cast(pl.String), pl.col("region").cast(pl.String),
+        pl.col("adoption_stage").cast(pl.String),
+    ).rows()  # fmt: skip
+    band = pop._config.simulation.intervention_effects.decile
+    assert (band.low, band.high) == (1, 10)  # the data above straddles this range
+    expected = []
+    for decile, specialty, region, stage in rows:
+        clamped = min(max(decile, band.low), band.high)  # the kernels' clamp; 12 selects nothing
+        expected.append(
+            clamped in (1, 2, 9, 10) and clamped == 10 and specialty == "oncology" and stage == "laggard"
+            and region == "west"
+        )  # fmt: skip
+    np.testing.assert_array_equal(mask, np.array(expected))
+    assert 0 < int(mask.sum()) < 3000
+
+
 def test_fingerprint_is_stable_and_content_sensitive():
     frame = make_population_frame(400, seed=3)
     a = TwinPopulation.from_frame(frame, model_id="m1")
