@@ -30,11 +30,9 @@ def gen(history) -> TwinGenerator:
     return g
 
 
-def _same_effect_model(a, b) -> None:
-    """Field-by-field check (a helper; each test also asserts on its own values)."""
-    assert a.model_id == b.model_id and a.provenance == b.provenance
-    assert a.learned == b.learned and a.calibrations == b.calibrations
-    assert a.summary().equals(b.summary())
+def _effect_model_fields(model) -> tuple:
+    """What two equal effect models share: id, provenance, learned effects and calibrations."""
+    return model.model_id, model.provenance, model.learned, model.calibrations
 
 
 def test_saved_generator_keeps_its_learned_effect_model(gen, tmp_path: Path):
@@ -59,7 +57,8 @@ def test_saved_generator_keeps_its_learned_effect_model(gen, tmp_path: Path):
     p_before, p_after = gen.effect_model.parameters(cfg), loaded.effect_model.parameters(cfg)
     assert np.array_equal(p_after.params, p_before.params)
     assert p_after.base_sd == p_before.base_sd == before.base_effect_sd
-    _same_effect_model(loaded.effect_model, gen.effect_model)
+    assert _effect_model_fields(loaded.effect_model) == _effect_model_fields(gen.effect_model)
+    assert loaded.effect_model.summary().equals(gen.effect_model.summary())
     assert loaded.generate(300, seed=4).frame.equals(gen.generate(300, seed=4).frame)
 
 
@@ -115,7 +114,8 @@ def test_lineage_registers_and_reloads_the_effect_model(gen, history, tmp_path: 
     assert loaded.effect_model.learned[TYPE].estimates == gen.effect_model.learned[TYPE].estimates
     assert loaded.effect_model.learned[TYPE].std_errors == gen.effect_model.learned[TYPE].std_errors
     assert loaded.effect_model.provenance == gen.effect_model.provenance
-    _same_effect_model(loaded.effect_model, gen.effect_model)
+    assert _effect_model_fields(loaded.effect_model) == _effect_model_fields(gen.effect_model)
+    assert loaded.effect_model.summary().equals(gen.effect_model.summary())
 
 
 def test_model_id_covers_effect_types_and_treatment_col(history, gen):

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from tests import naive_sweep
-from tests.conftest import KERNEL_ATOL, KERNEL_RTOL
+from tests.conftest import KERNEL_ATOL, KERNEL_RTOL, kernel_pass
 from twinkernel import EffectModel, InterventionConfig, PopulationFilter, SimulationStatus
 from twinkernel.kernels import effects as K
 from twinkernel.kernels.stats import combine_columns
@@ -152,11 +152,10 @@ class TestSweepKernel:
         c = pop.kernel_columns
         offsets = pop.segment_offsets
         for k in range(n_configs):
-            out = np.empty(index.shape[0])
-            ref_counts, ref_sums, ref_groups = K.simulate_pass(
-                c.decile, c.engagement, c.adoption, c.tier, c.peer, c.propensity, c.baseline, c.twin_key,
-                index, True, stacked[k], p0.adoption_multipliers, p0.tier_multipliers, np.uint64(9), 8192,
-                c.segment_codes, offsets, int(offsets[-1]), True, float(shifts[k]), 0.25, out,
+            _, ref_counts, ref_sums, ref_groups = kernel_pass(
+                c, stacked[k], p0.adoption_multipliers, p0.tier_multipliers, codes=c.segment_codes,
+                offsets=offsets, index=index, seed=9, chunk=8192, with_groups=True,
+                effect_shift=float(shifts[k]), baseline_shift=0.25,
             )  # fmt: skip
             np.testing.assert_array_equal(counts[k], ref_counts)
             np.testing.assert_array_equal(sums[k], ref_sums)
