@@ -31,10 +31,10 @@ def compile() -> dict[str, float]:
     """Compile (or load from numba's cache) every kernel the engine and :func:`bootstrap_ci` use.
 
     Runs each code path once on tiny inputs: building a population from string columns (short and long
-    strings), the engine's fused pass (with and without segments, over all twins and over a selection),
-    the debug-trace kernel, the sweep kernel, and every bootstrap resampling scheme (multinomial, Poisson,
-    Bag of Little Bootstraps), with and without groups. Importing this module imports numba; ``import
-    twinkernel`` does not.
+    strings; also from a pandas frame of ``object`` columns when pandas is installed), the engine's fused
+    pass (with and without segments, over all twins and over a selection), the debug-trace kernel, the
+    sweep kernel, and every bootstrap resampling scheme (multinomial, Poisson, Bag of Little Bootstraps),
+    with and without groups. Importing this module imports numba; ``import twinkernel`` does not.
 
     Returns
     -------
@@ -63,17 +63,22 @@ def compile() -> dict[str, float]:
     cfg = get_config()
     n = max(cfg.simulation.min_twins, 2 * cfg.simulation.min_segment_size)
     codes = np.arange(n, dtype=np.int64) % 2
-    population = TwinPopulation.from_numpy(
-        {
-            "twin_id": np.asarray([f"warmup-{i:06d}" for i in range(n)]),
-            "decile": 1 + np.arange(n, dtype=np.int64) % 10,
-            "digital_engagement_score": np.linspace(0.0, 1.0, n),
-            "baseline_outcome": np.linspace(0.2, 0.4, n),
-            "region": np.where(codes == 0, "a", "b"),
-            "specialty": np.where(codes == 0, "a-specialty-name-longer-than-12-bytes", "b"),
-        },
-        model_id="twinkernel-warmup",
-    )
+    columns = {
+        "twin_id": np.asarray([f"warmup-{i:06d}" for i in range(n)]),
+        "decile": 1 + np.arange(n, dtype=np.int64) % 10,
+        "digital_engagement_score": np.linspace(0.0, 1.0, n),
+        "baseline_outcome": np.linspace(0.2, 0.4, n),
+        "region": np.where(codes == 0, "a", "b"),
+        "specialty": np.where(codes == 0, "a-specialty-name-longer-than-12-bytes", "b"),
+    }
+    population = TwinPopulation.from_numpy(columns, model_id="twinkernel-warmup")
+    try:
+        import pandas as pd
+    except ImportError:  # pandas is optional: its frame kernels compile on first use
+        pd = None
+    if pd is not None:  # object columns: the kernels that read Python strings and object pointers
+        frame = pd.DataFrame({k: v.astype(object) if v.dtype.kind == "U" else v for k, v in columns.items()})
+        _timed(steps, "from_pandas", lambda: TwinPopulation.from_frame(frame, model_id="twinkernel-warmup"))
     engine = SimulationEngine(population, cache=False, config=cfg)
     ic = InterventionConfig(intervention_type="email_campaign")
     decile = cfg.simulation.intervention_effects.decile

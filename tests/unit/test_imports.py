@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -101,6 +102,8 @@ def test_compile_warms_every_kernel_and_reports_seconds():
         "engine_intervals_blb",
         "total",
     } | {f"bootstrap_{r}{g}" for r in ("multinomial", "poisson", "blb") for g in ("", "_groups")}
+    if importlib.util.find_spec("pandas") is not None:
+        expected.add("from_pandas")
     assert set(steps) == expected
     assert all(isinstance(v, float) and v >= 0.0 for v in steps.values())
     assert steps["total"] >= sum(v for k, v in steps.items() if k != "total") * (1 - 1e-9)

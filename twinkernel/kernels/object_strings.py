@@ -4,7 +4,7 @@ Converting a pandas ``object`` column of 10 M ids to a Polars String costs more 
 population (Polars and Arrow visit each Python object through the C API, one at a time, holding the GIL).
 For the usual case, every value an exact ``str`` of ASCII characters, the bytes sit at a fixed place in
 each object: CPython stores a *compact ASCII* string as its header followed by the characters. These
-kernels read that memory directly, in parallel and without the GIL, and write Arrow's string views
+kernels read that memory directly, in parallel on numba's threads, and write Arrow's string views
 (16 bytes per row: the length and up to 12 inline bytes, or the length, a 4-byte prefix and the offset of
 the bytes in one data buffer).
 
@@ -15,7 +15,10 @@ path. A row is read only after its object's type pointer is that of ``str`` and 
 compact ASCII; any other row (``None``, NaN, a subclass, non-ASCII text) is counted and the caller falls
 back for the whole column, so the result is always the same column the C-API path builds.
 
-The objects must stay alive and the array unchanged while a kernel runs: the caller holds the array.
+The objects must stay alive and the array unchanged while a kernel runs: the caller holds the array, and
+the kernels are compiled without ``nogil``, so the calling thread keeps the GIL and no Python code can free
+or replace an object meanwhile (strings are immutable; only their reference counts change, which is not
+read).
 """
 
 from __future__ import annotations
