@@ -66,12 +66,12 @@ def _reference_views(strings: list[str]) -> tuple[np.ndarray, bytes]:
     return np.array(words, dtype=np.uint64), bytes(data)
 
 
-def _kernel_views(values: np.ndarray, n_blocks: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-    """The kernels called as ``_ascii_strings`` calls them: (rows not compact ASCII, bytes of long strings
-    per block, views, data buffer); the keys and order the views kernel also returns are checked against
-    an independent kernel and a plain comparison."""
+def _row_counts(values: np.ndarray, n_blocks: int) -> tuple[int, int, np.ndarray]:
+    """``ascii_lengths`` as ``_ascii_strings`` calls it: (rows not compact ASCII, of those the rows neither
+    str nor None, bytes of long strings per block)."""
     layout = K.probe_layout()
-    assert layout is not None
+    if layout is None:
+        raise RuntimeError("no string layout on this interpreter")
     values = np.ascontiguousarray(values)
     addresses = _object_addresses(values)
     long_bytes = np.zeros(n_blocks, dtype=np.int64)
@@ -80,22 +80,42 @@ def _kernel_views(values: np.ndarray, n_blocks: int) -> tuple[int, np.ndarray, n
         addresses, np.uint64(layout.str_type), id(None), layout.type_offset, layout.length_offset,
         layout.state_offset, n_blocks, long_bytes, counts,
     )  # fmt: skip
-    other, _ = (int(c) for c in counts.sum(axis=0))
-    total = int(long_bytes.sum())
+    other, foreign = (int(c) for c in counts.sum(axis=0))
+    return other, foreign, long_bytes
+
+
+_Views = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
+
+
+def _kernel_views(values: np.ndarray, n_blocks: int) -> _Views:
+    """The kernels called as ``_ascii_strings`` calls them: (rows not compact ASCII, bytes of long strings
+    per block, views, data buffer, twin keys, 1 when the rows strictly increase; -1 when not read)."""
+    layout = K.probe_layout()
+    if layout is None:
+        raise RuntimeError("no string layout on this interpreter")
+    values = np.ascontiguousarray(values)
+    other, _, long_bytes = _row_counts(values, n_blocks)
     starts = np.zeros(n_blocks, dtype=np.int64)
     np.cumsum(long_bytes[:-1], out=starts[1:])
-    views = np.zeros(2 * addresses.shape[0], dtype=np.uint64)
-    data = np.zeros(max(total, 1), dtype=np.uint8)
+    views = np.zeros(2 * values.shape[0], dtype=np.uint64)
+    data = np.zeros(max(int(long_bytes.sum()), 1), dtype=np.uint8)
+    keys = np.zeros(values.shape[0], dtype=np.uint64)
+    increasing = -1
     if other == 0:
-        keys = np.zeros(addresses.shape[0], dtype=np.uint64)
-        increasing = K.ascii_views(
-            addresses, layout.length_offset, layout.data_offset, n_blocks, starts, views, data, keys
+        addresses = _object_addresses(values)
+        increasing = int(
+            K.ascii_views(
+                addresses, layout.length_offset, layout.data_offset, n_blocks, starts, views, data, keys
+            )
         )
-        want_keys, _ = _keys_and_order(pl.Series(values.tolist(), dtype=pl.String), 7)
-        np.testing.assert_array_equal(keys, want_keys)
-        raw = [v.encode("ascii") for v in values]
-        assert bool(increasing) == all(a < b for a, b in itertools.pairwise(raw))
-    return int(other), long_bytes, views, data
+    return other, long_bytes, views, data, keys, increasing
+
+
+def _reference_keys(strings: list[str]) -> tuple[np.ndarray, int]:
+    """Twin keys by the independent string-view kernel, and the order by plain byte comparison."""
+    keys, _ = _keys_and_order(pl.Series(strings, dtype=pl.String), 7)
+    raw = [v.encode("ascii") for v in strings]
+    return keys, int(all(a < b for a, b in itertools.pairwise(raw)))
 
 
 def _fast(name: str, values: np.ndarray, settings: FrameEncodingConfig) -> pl.Series | None:
@@ -169,9 +189,12 @@ class TestViewsAgainstReference:
         values = np.empty(len(strings), dtype=object)
         values[:] = strings
         assert values[-7] is values[-4] and values[-3] is values[-1]  # one object in several rows
-        other, long_bytes, views, data = _kernel_views(values, n_blocks)
+        other, long_bytes, views, data, keys, increasing = _kernel_views(values, n_blocks)
         want_views, want_data = _reference_views(strings)
+        want_keys, want_increasing = _reference_keys(strings)
         assert other == 0
+        np.testing.assert_array_equal(keys, want_keys)
+        assert increasing == want_increasing == 0
         assert int(long_bytes.sum()) == len(want_data)
         np.testing.assert_array_equal(views, want_views)
         assert data.shape[0] == max(len(want_data), 1)
@@ -183,7 +206,8 @@ class TestViewsAgainstReference:
         values = np.array([s, s + "", s[:length]], dtype=object)
         results = [_kernel_views(values, b) for b in (1, 3, 64)]
         want_views, want_data = _reference_views([s, s, s])
-        for other, long_bytes, views, data in results:
+        for other, long_bytes, views, data, _, increasing in results:
+            assert increasing == 0  # three equal strings
             assert other == 0
             np.testing.assert_array_equal(views, want_views)
             assert data[: len(want_data)].tobytes() == want_data
@@ -197,9 +221,16 @@ class TestViewsAgainstReference:
         strings = _random_ascii(np.random.default_rng(20261203), 3000)
         values = np.array(strings, dtype=object)
         want_views, want_data = _reference_views(strings)
+        want_keys, _ = _reference_keys(strings)
+        ordered = sorted(set(strings))
+        want_sorted_keys, sorted_increasing = _reference_keys(ordered)
         for n_blocks in (1, 3, 64, 5000):
-            other, _, views, data = _kernel_views(values, n_blocks)
-            assert other == 0
+            other, _, views, data, keys, increasing = _kernel_views(values, n_blocks)
+            assert other == 0 and increasing == 0
+            np.testing.assert_array_equal(keys, want_keys)
+            *_, keys, increasing = _kernel_views(np.array(ordered, dtype=object), n_blocks)
+            np.testing.assert_array_equal(keys, want_sorted_keys)
+            assert increasing == sorted_increasing == 1
             np.testing.assert_array_equal(views, want_views)
             assert data[: len(want_data)].tobytes() == want_data
 
@@ -267,17 +298,8 @@ class TestFallback:
         values = np.array([f"id-{i:04d}" + "y" * (i % 15) for i in range(100)], dtype=object)
         values[row] = bad
         assert _fast("c", values, SMALL) is None
-        layout = K.probe_layout()
-        assert layout is not None
-        addresses = _object_addresses(values)
         for n_blocks in (1, 3, 64):
-            long_bytes = np.zeros(n_blocks, dtype=np.int64)
-            counts = np.zeros((n_blocks, 2), dtype=np.int64)
-            K.ascii_lengths(
-                addresses, np.uint64(layout.str_type), id(None), layout.type_offset, layout.length_offset,
-                layout.state_offset, n_blocks, long_bytes, counts,
-            )  # fmt: skip
-            other, foreign = (int(c) for c in counts.sum(axis=0))
+            other, foreign, _ = _row_counts(values, n_blocks)
             assert other == 1
             assert foreign == (0 if bad is None or type(bad) is str else 1)
         text = bad is None or type(bad) is str  # text and missing values: Polars' String conversion
@@ -310,17 +332,8 @@ class TestFallback:
         values[1] = interned
         want = sum(1 for v in values if not (type(v) is str and v.isascii()))  # naive count
         assert want == int(is_other.sum()) > 0
-        layout = K.probe_layout()
-        assert layout is not None
-        addresses = _object_addresses(values)
         for n_blocks in (1, 3, 64, n + 5):
-            long_bytes = np.zeros(n_blocks, dtype=np.int64)
-            counts = np.zeros((n_blocks, 2), dtype=np.int64)
-            K.ascii_lengths(
-                addresses, np.uint64(layout.str_type), id(None), layout.type_offset, layout.length_offset,
-                layout.state_offset, n_blocks, long_bytes, counts,
-            )  # fmt: skip
-            got, foreign = (int(c) for c in counts.sum(axis=0))
+            got, foreign, long_bytes = _row_counts(values, n_blocks)
             assert got == want
             assert foreign == sum(1 for v in values if v is not None and type(v) is not str)
             ascii_long = sum(len(v) for v in values if type(v) is str and v.isascii() and len(v) > 12)
