@@ -3,8 +3,9 @@
 Building 10 million twins used to cost more than simulating them: Polars' ``unique`` + ``replace_strict``
 per string column, ``n_unique`` over the string ids, one Python string of all ids for their keys, and
 ``pl.from_pandas`` walking every Python object of every pandas ``object`` column. This module replaces
-those steps with passes of the kernels in :mod:`twinkernel.kernels.frame` and
-:mod:`twinkernel.kernels.frame_views`; each function returns exactly what the slow path returns, or
+those steps with passes of the kernels in :mod:`twinkernel.kernels.frame`,
+:mod:`twinkernel.kernels.frame_views` and :mod:`twinkernel.kernels.object_strings`; each function returns
+exactly what the slow path returns, or
 ``None`` when it cannot (then the caller takes the slow path):
 
 - :func:`string_view_keys`: the twin keys of a String column read from Polars' string views (exported to
@@ -16,7 +17,9 @@ those steps with passes of the kernels in :mod:`twinkernel.kernels.frame` and
   the exact check on the ids themselves, so a hash collision never rejects a valid frame);
 - :func:`frame_from_pandas`: a pandas frame as Polars, with the categorical ``object`` columns read
   through the identity of their Python objects (a column of 10 M strings usually holds a handful of
-  distinct objects, coded in one pass over the pointers) instead of converting 10 M objects one by one.
+  distinct objects, coded in one pass over the pointers) instead of converting 10 M objects one by one,
+  and an ``object`` id column of ASCII strings read from the objects' memory, its twin keys computed on
+  the way (:class:`PandasFrame` hands them to the population build).
 """
 
 from __future__ import annotations
