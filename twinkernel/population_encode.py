@@ -5,8 +5,7 @@ per string column, ``n_unique`` over the string ids, one Python string of all id
 ``pl.from_pandas`` walking every Python object of every pandas ``object`` column. This module replaces
 those steps with passes of the kernels in :mod:`twinkernel.kernels.frame`,
 :mod:`twinkernel.kernels.frame_views` and :mod:`twinkernel.kernels.object_strings`; each function returns
-exactly what the slow path returns, or
-``None`` when it cannot (then the caller takes the slow path):
+exactly what the slow path returns, or ``None`` when it cannot (then the caller takes the slow path):
 
 - :func:`string_view_keys`: the twin keys of a String column read from Polars' string views (exported to
   Arrow without a copy, data buffers read in place; needs ``pyarrow``), and whether the column is strictly
