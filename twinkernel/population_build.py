@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import polars as pl
 
@@ -25,7 +24,7 @@ from .population_checks import (
     check_twin_ids,
     twin_keys,
 )
-from .population_encode import PandasFrame, in_column_order
+from .population_encode import PandasFrame, column_threads, in_column_order
 
 __all__ = [
     "ADOPTION_CATEGORIES",
@@ -168,7 +167,7 @@ def build_columns(
 
     # The NumPy and Polars steps below release the GIL: on a big frame they run on the library's threads
     # (the kernels in between already use them). Results and warnings come back in column order.
-    threads = numba.get_num_threads() if n >= encoding.threaded_min_rows else 1
+    threads = column_threads(n, encoding)
 
     def check_float(name: str) -> FloatColumn:
         bound = checks.max_abs_value if name == "baseline_outcome" else None
@@ -209,7 +208,7 @@ def build_columns(
     codes: dict[str, pl.Series | tuple[str, np.ndarray, list[str]]] = {}
 
     def complete(name: str) -> bool:
-        return read is not None and name in read.complete and name in frame.columns
+        return read is not None and name in read.complete
 
     for name in (*_CATEGORY_COLUMNS, "adoption_stage"):
         s = frame[name] if name in frame.columns else pl.Series(name, [None] * n, dtype=pl.String)

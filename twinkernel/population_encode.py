@@ -44,6 +44,7 @@ __all__ = [
     "Dictionary",
     "PandasFrame",
     "StringViews",
+    "column_threads",
     "frame_from_pandas",
     "in_column_order",
     "keys_are_unique",
@@ -521,9 +522,15 @@ def frame_from_pandas(
                 if known is not None:
                     keys[name] = known
         out[name] = cast(pl.Series, pl.from_pandas(col)) if s is None else s
-    threads = numba.get_num_threads() if len(df) >= settings.threaded_min_rows else 1
+    threads = column_threads(len(df), settings)
     out.update(in_column_order(lambda name: _category_series(coded[name]), list(coded), threads))
     return PandasFrame(pl.DataFrame([out[name] for name in names]), keys, frozenset(coded))
+
+
+def column_threads(n_rows: int, settings: FrameEncodingConfig) -> int:
+    """Threads for the per-column NumPy and Polars steps of a frame of ``n_rows`` rows: the library's
+    numba threads from ``settings.threaded_min_rows`` rows, else one."""
+    return numba.get_num_threads() if n_rows >= settings.threaded_min_rows else 1
 
 
 def in_column_order(fn: Callable[[str], _T], names: list[str], threads: int) -> dict[str, _T]:

@@ -121,20 +121,11 @@ def ascii_views(addresses, length_offset, data_offset, n_blocks, starts, views, 
         hi = min(n, (b + 1) * block)
         pos = starts[b]
         inc = True
+        # the row before the block (another block's): compared byte by byte, its sort words unknown here
         prev = np.int64(addresses[lo - 1]) if 0 < lo < n else np.int64(0)
         prev_len = np.int64(_load_u64(prev + length_offset)) if prev != 0 else np.int64(0)
         prev_high = np.uint64(0)
         prev_low = np.uint64(0)
-        if prev != 0 and prev_len <= _INLINE:
-            pw0 = np.uint64(prev_len)
-            pw1 = np.uint64(0)
-            for j in range(prev_len):
-                x = np.uint64(_load_u8(prev + data_offset + j))
-                if j < 4:
-                    pw0 |= x << np.uint64(32 + 8 * j)
-                else:
-                    pw1 |= x << np.uint64(8 * (j - 4))
-            prev_high, prev_low = _sort_words(pw0, pw1)
         for i in range(lo, hi):
             obj = np.int64(addresses[i])
             length = np.int64(_load_u64(obj + length_offset))
@@ -165,7 +156,7 @@ def ascii_views(addresses, length_offset, data_offset, n_blocks, starts, views, 
             keys[i] = mix64(h)
             high, low = _sort_words(w0, w1)
             if inc and (i > 0):
-                if length > _INLINE or prev_len > _INLINE:
+                if i == lo or length > _INLINE or prev_len > _INLINE:
                     inc = _before_at(prev + data_offset, prev_len, p, length)
                 else:
                     inc = (prev_high < high) or (prev_high == high and prev_low < low)
