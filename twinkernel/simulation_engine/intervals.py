@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,44 +145,42 @@ def heterogeneity(
     """
     c = population.kernel_columns
     sim = config.simulation
-    gn_all, gmean_all, gvar_all = combine_grouped(fused.groups, fused.effect_shift)
-    gsd_all = np.sqrt(gvar_all)
-    kept: list[np.ndarray] = []
-    lows_all: list[np.ndarray] = []
-    highs_all: list[np.ndarray] = []
-    for k, (a, b) in enumerate(itertools.pairwise(population.segment_offsets)):
-        gn, gmean, gsd = gn_all[a:b], gmean_all[a:b], gsd_all[a:b]
-        keep = gn >= sim.min_segment_size
-        if boot is not None:
-            lows, highs = boot.group_ci_lower[k], boot.group_ci_upper[k]
-        else:
-            half = np.zeros(gn.shape)
-            crit = D.critical_values(gn[keep], confidence_level, sim.t_distribution_below_n)
-            half[keep] = crit * gsd[keep] / np.sqrt(gn[keep])
-            lows, highs = gmean - half, gmean + half
-        kept.append(np.flatnonzero(keep))
-        lows_all.append(np.asarray(lows, dtype=np.float64))
-        highs_all.append(np.asarray(highs, dtype=np.float64))
-    starts = population.segment_offsets[:-1]
-    flat = np.concatenate([start + g for start, g in zip(starts, kept, strict=True)]).astype(np.int64)
+    offsets = population.segment_offsets
+    gn, gmean, gvar = combine_grouped(fused.groups, fused.effect_shift)
+    gsd = np.sqrt(gvar)
+    keep = gn >= sim.min_segment_size
+    if boot is not None:  # one array per dimension, its groups in label order
+        lows = np.concatenate([np.asarray(v, dtype=np.float64) for v in boot.group_ci_lower])
+        highs = np.concatenate([np.asarray(v, dtype=np.float64) for v in boot.group_ci_upper])
+        assert lows.shape == highs.shape == gn.shape, (lows.shape, gn.shape)
+    else:  # every dimension's groups in one vectorised call (element-wise: the same values)
+        half = np.zeros(gn.shape)
+        crit = D.critical_values(gn[keep], confidence_level, sim.t_distribution_below_n)
+        half[keep] = crit * gsd[keep] / np.sqrt(gn[keep])
+        lows, highs = gmean - half, gmean + half
+    flat = np.flatnonzero(keep)
     probs: list[float | None] = [None] * flat.shape[0]
     if p is not None and flat.shape[0]:
         probs = D.prob_at_least_many(
-            gmean_all[flat], p.value(K.P_BASE), nominal_modifier(p), p.base_sd, p.tau, deploy_threshold, p.df
+            gmean[flat], p.value(K.P_BASE), nominal_modifier(p), p.base_sd, p.tau, deploy_threshold, p.df
         ).tolist()
+    # Python floats once (``tolist``), not a NumPy scalar per field: the same values, built faster.
+    kept_at = flat.tolist()
+    ate, sd, n, lo, hi = (v[flat].tolist() for v in (gmean, gsd, gn, lows, highs))
     out: dict[str, FrozenMapping[str, SegmentEffect]] = {}
     at = 0
-    for name, labels, start, g_kept, lows, highs in zip(
-        SEGMENT_FIELDS, c.segment_labels, starts, kept, lows_all, highs_all, strict=True
+    bounds = offsets.tolist()
+    for name, labels, start, stop in zip(
+        SEGMENT_FIELDS, c.segment_labels, bounds[:-1], bounds[1:], strict=True
     ):
         table: dict[str, SegmentEffect] = {}
-        for g in g_kept.tolist():
-            table[labels[g]] = SegmentEffect(
-                ate=float(gmean_all[start + g]),
-                std=float(gsd_all[start + g]),
-                n=int(gn_all[start + g]),
-                ci_lower=float(lows[g]),
-                ci_upper=float(highs[g]),
+        while at < len(kept_at) and kept_at[at] < stop:
+            table[labels[kept_at[at] - start]] = SegmentEffect(
+                ate=ate[at],
+                std=sd[at],
+                n=int(n[at]),
+                ci_lower=lo[at],
+                ci_upper=hi[at],
                 prob_above_deploy=probs[at],
             )
             at += 1
