@@ -235,7 +235,11 @@ def build_columns(
 
     decile = _as_numpy(out["decile"])
     eff = config.simulation.intervention_effects
-    decile_seg = (np.clip(decile, eff.decile.low, eff.decile.high) - eff.decile.low).astype(np.uint8)
+    # Segment code = clipped decile - low, written straight into uint8 (low <= high <= 100, so every code
+    # fits): no int64 temporaries, which on 10 M rows were 160 MB of fresh pages a build.
+    decile_seg = np.empty(n, dtype=np.uint8)
+    np.clip(decile, eff.decile.low, eff.decile.high, out=decile_seg, casting="unsafe")
+    decile_seg -= np.uint8(eff.decile.low)
     spec = out["specialty"]
     reg = out["region"]
     chan = out["preferred_channel"]

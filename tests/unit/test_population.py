@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from tests.conftest import make_population_frame
-from twinkernel import DigitalTwin, PopulationFilter, TwinPopulation, TwinType
+from twinkernel import DigitalTwin, PopulationFilter, TwinPopulation, TwinType, get_config
 from twinkernel.population import ADOPTION_CATEGORIES, DEFAULTED_BITS
 
 
@@ -65,6 +65,21 @@ def test_categorical_columns_are_enums_with_small_codes():
     assert pop.kernel_columns.adoption.dtype == np.uint8
     assert all(c.dtype == np.uint8 for c in pop.kernel_columns.segment_codes)
     assert not pop.kernel_columns.segment_codes[0].flags.writeable
+
+
+def test_decile_segment_codes_are_the_clipped_decile_minus_low():
+    """The decile dimension's segment code of each row, against a per-row reference: out-of-range deciles
+    (below, above, far outside uint8) land in the end segments, codes are uint8 and read-only."""
+    frame = make_population_frame(2000, seed=4)
+    deciles = frame["decile"].to_numpy().astype(np.int64)
+    deciles[:6] = [0, -3, 11, 300, -(2**40), 2**40]
+    pop = TwinPopulation.from_frame(frame.with_columns(pl.Series("decile", deciles)))
+    d = get_config().simulation.intervention_effects.decile
+    want = [min(max(int(v), d.low), d.high) - d.low for v in pop.kernel_columns.decile]
+    got = pop.kernel_columns.segment_codes[1]
+    assert got.dtype == np.uint8 and not got.flags.writeable
+    assert got.tolist() == want
+    assert got[:6].tolist() == [0, 0, d.high - d.low, d.high - d.low, 0, d.high - d.low]
 
 
 def test_filter_mask_matches_polars_expression():
