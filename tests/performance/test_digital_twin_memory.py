@@ -24,14 +24,7 @@ import numpy as np
 import pytest
 
 from benchmarks.baseline import twins_from_population
-from benchmarks.cases import (
-    EMAIL,
-    SPEAKER,
-    engine_for,
-    expected_ate,
-    hcp_population,
-    performance_limits,
-)
+from benchmarks.cases import EMAIL, SPEAKER, engine_for, expected_ate, hcp_population, performance_limits
 from twinkernel import SimulationStatus
 from twinkernel.kernels import effects as K
 

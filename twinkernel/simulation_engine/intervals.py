@@ -145,7 +145,6 @@ def heterogeneity(
     """
     c = population.kernel_columns
     sim = config.simulation
-    offsets = population.segment_offsets
     gn, gmean, gvar = combine_grouped(fused.groups, fused.effect_shift)
     gsd = np.sqrt(gvar)
     keep = gn >= sim.min_segment_size
@@ -169,7 +168,7 @@ def heterogeneity(
     ate, sd, n, lo, hi = (v[flat].tolist() for v in (gmean, gsd, gn, lows, highs))
     out: dict[str, FrozenMapping[str, SegmentEffect]] = {}
     at = 0
-    bounds = offsets.tolist()
+    bounds = population.segment_offsets.tolist()
     for name, labels, start, stop in zip(
         SEGMENT_FIELDS, c.segment_labels, bounds[:-1], bounds[1:], strict=True
     ):
